@@ -1,0 +1,452 @@
+//! `prepare`: from a UTKFace folder or archive to `OUT/{train,val,test}/{female,male}/<name>` with a
+//! manifest, in two streaming passes over the source (labels and hashes first, then the copies), so the
+//! archive is never unpacked and memory stays flat whatever its size.
+//!
+//! Safety rules: the source is only read; OUT must be new, empty, or one that `prepare` made itself
+//! (a marker file says so); every file is written under a temporary name and renamed, so an interrupted
+//! run leaves only whole files and a second run finishes the job; an identical second run writes nothing.
+
+use crate::fsutil::{link_atomic, write_atomic};
+use crate::manifest::{
+    ManifestRow, RejectedRow, MANIFEST, MANIFEST_HEADER, REJECTED, REJECTED_HEADER, write_csv,
+};
+use crate::name::{UtkLabel, parse_utkface_name};
+use crate::source::Source;
+use crate::split::{Fractions, Split, Unit, assign};
+use crate::PrepareError;
+use gc_core::AgeBucket;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The file in OUT that says `prepare` made it, and with which inputs.
+pub const MARKER: &str = ".gender-classifier-prepare.json";
+
+/// The seed used when none is given.
+pub const DEFAULT_SEED: u64 = 42;
+
+/// Copy the images, or hard-link them to the source files (folder sources only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Copy,
+    Link,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    pub source: PathBuf,
+    pub out: PathBuf,
+    pub seed: u64,
+    pub fractions: Fractions,
+    pub mode: Mode,
+}
+
+impl PrepareOptions {
+    pub fn new(source: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        PrepareOptions {
+            source: source.into(),
+            out: out.into(),
+            seed: DEFAULT_SEED,
+            fractions: Fractions::default(),
+            mode: Mode::Copy,
+        }
+    }
+}
+
+/// Called as work advances, so a front end can draw progress without this crate knowing how.
+pub trait Progress: Sync {
+    /// A new phase starts; `total` is known for the second pass.
+    fn phase(&self, _name: &str, _total: Option<u64>) {}
+    /// One more file handled in the current phase.
+    fn inc(&self) {}
+}
+
+/// Progress that shows nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// OUT was new or empty and is now complete.
+    Created,
+    /// OUT held an interrupted run with the same inputs; it is now complete.
+    Resumed,
+    /// OUT already held this exact result; nothing was written.
+    UpToDate,
+}
+
+/// The result of `prepare`, for the summary table and for tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrepareReport {
+    pub outcome: Outcome,
+    pub rows: Vec<ManifestRow>,
+    pub rejected: Vec<RejectedRow>,
+    /// Irregular names that were accepted, with why.
+    pub notes: Vec<(String, String)>,
+    /// Groups of byte-identical images (2 or more names), each kept in one split.
+    pub duplicate_groups: usize,
+    /// Images in those groups.
+    pub duplicate_images: usize,
+    /// Duplicate groups whose names disagree on gender: a sign of label noise.
+    pub conflicting_gender_groups: usize,
+}
+
+impl PrepareReport {
+    /// Counts of images by split and by a key of the row.
+    pub fn counts<K: Ord>(&self, key: impl Fn(&ManifestRow) -> K) -> BTreeMap<(Split, K), usize> {
+        let mut m = BTreeMap::new();
+        for r in &self.rows {
+            *m.entry((r.split, key(r))).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Marker {
+    tool: String,
+    fingerprint: String,
+    source: String,
+    seed: u64,
+    fractions: Fractions,
+    mode: Mode,
+    complete: bool,
+}
+
+/// An accepted file after the first pass.
+struct Accepted {
+    inner_path: String,
+    name: String,
+    label: UtkLabel,
+    sha256: String,
+}
+
+/// Prepares a UTKFace dataset: see the module docs.
+pub fn prepare(opts: &PrepareOptions, progress: &dyn Progress) -> Result<PrepareReport, PrepareError> {
+    let source = Source::open(&opts.source)?;
+    if opts.mode == Mode::Link && !matches!(source, Source::Dir(_)) {
+        return Err(PrepareError::LinkNeedsFolder(opts.source.clone()));
+    }
+    refuse_out_inside_source(&source, &opts.out)?;
+
+    // Pass 1: labels and content hashes.
+    progress.phase("reading labels and hashing", None);
+    let mut accepted: Vec<Accepted> = Vec::new();
+    let mut rejected: Vec<RejectedRow> = Vec::new();
+    let mut notes = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    source.for_each(|entry| {
+        progress.inc();
+        let (sha256, len) = hash_reader(entry.reader).map_err(|e| PrepareError::Read {
+            source_path: source.path().to_path_buf(),
+            entry: entry.inner_path.clone(),
+            error: e,
+        })?;
+        let reject = |reason: String| RejectedRow {
+            source: entry.inner_path.clone(),
+            reason,
+        };
+        match parse_utkface_name(&entry.name) {
+            Err(reason) => rejected.push(reject(reason)),
+            Ok(_) if len == 0 => rejected.push(reject("empty file".into())),
+            Ok(_) if by_name.contains_key(&entry.name) => {
+                let first = &accepted[by_name[&entry.name]];
+                let what = if first.sha256 == sha256 { "same name and content" } else { "same name" };
+                rejected.push(reject(format!("{what} as {}", first.inner_path)));
+            }
+            Ok(parsed) => {
+                if let Some(note) = parsed.note {
+                    tracing::info!("{}: {note}", entry.inner_path);
+                    notes.push((entry.inner_path.clone(), note));
+                }
+                by_name.insert(entry.name.clone(), accepted.len());
+                accepted.push(Accepted {
+                    inner_path: entry.inner_path,
+                    name: entry.name,
+                    label: parsed.label,
+                    sha256,
+                });
+            }
+        }
+        Ok(())
+    })?;
+    if accepted.is_empty() {
+        return Err(PrepareError::NothingAccepted {
+            source_path: opts.source.clone(),
+            rejected: rejected.len(),
+        });
+    }
+
+    // Group identical content; each group is placed whole.
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, a) in accepted.iter().enumerate() {
+        groups.entry(&a.sha256).or_default().push(i);
+    }
+    let mut units = Vec::with_capacity(groups.len());
+    let (mut duplicate_groups, mut duplicate_images, mut conflicting_gender_groups) = (0, 0, 0);
+    for (sha, members) in &groups {
+        // The stratum of a group is that of its first name, so it does not depend on archive order.
+        let first = members
+            .iter()
+            .min_by(|&&a, &&b| accepted[a].name.cmp(&accepted[b].name))
+            .map(|&i| &accepted[i])
+            .ok_or(PrepareError::Internal("empty duplicate group"))?;
+        if members.len() > 1 {
+            duplicate_groups += 1;
+            duplicate_images += members.len();
+            if members.iter().any(|&i| accepted[i].label.gender != first.label.gender) {
+                conflicting_gender_groups += 1;
+            }
+        }
+        let l = first.label;
+        units.push(Unit {
+            sha256: sha.to_string(),
+            stratum: (l.gender, l.race, AgeBucket::of_age(l.age)),
+            images: members.len(),
+        });
+    }
+    let unit_splits = assign(&units, opts.fractions, opts.seed);
+    let mut split_of: Vec<Split> = vec![Split::Train; accepted.len()];
+    for (members, split) in groups.values().zip(&unit_splits) {
+        for &i in members {
+            split_of[i] = *split;
+        }
+    }
+
+    let mut rows: Vec<ManifestRow> = accepted
+        .iter()
+        .zip(&split_of)
+        .map(|(a, &split)| ManifestRow {
+            path: format!("{}/{}/{}", split.name(), a.label.gender.name(), a.name),
+            split,
+            gender: a.label.gender,
+            age: a.label.age,
+            race: a.label.race,
+            sha256: a.sha256.clone(),
+            source: a.inner_path.clone(),
+        })
+        .collect();
+    rows.sort_by(|a, b| (a.split, a.gender, &a.path).cmp(&(b.split, b.gender, &b.path)));
+    rejected.sort_by(|a, b| a.source.cmp(&b.source));
+
+    let marker = Marker {
+        tool: concat!("gender-classifier ", env!("CARGO_PKG_VERSION")).into(),
+        fingerprint: fingerprint(&rows, opts),
+        source: opts.source.display().to_string(),
+        seed: opts.seed,
+        fractions: opts.fractions,
+        mode: opts.mode,
+        complete: false,
+    };
+    let mut report = PrepareReport {
+        outcome: Outcome::Created,
+        rows,
+        rejected,
+        notes,
+        duplicate_groups,
+        duplicate_images,
+        conflicting_gender_groups,
+    };
+
+    report.outcome = match check_out_dir(&opts.out, &marker)? {
+        OutState::Fresh => Outcome::Created,
+        OutState::Interrupted => Outcome::Resumed,
+        OutState::Complete => {
+            report.outcome = Outcome::UpToDate;
+            return Ok(report);
+        }
+    };
+    write_marker(&opts.out, &marker)?;
+    for split in Split::ALL {
+        for gender in gc_core::Gender::ALL {
+            let dir = opts.out.join(split.name()).join(gender.name());
+            std::fs::create_dir_all(&dir).map_err(|e| PrepareError::io(&dir, e))?;
+        }
+    }
+
+    // Pass 2: write each accepted file to its place.
+    let index: HashMap<&str, &ManifestRow> =
+        report.rows.iter().map(|r| (r.source.as_str(), r)).collect();
+    progress.phase("writing class folders", Some(report.rows.len() as u64));
+    source.for_each(|entry| {
+        let Some(row) = index.get(entry.inner_path.as_str()) else {
+            return Ok(());
+        };
+        progress.inc();
+        let dest = opts.out.join(&row.path);
+        if dest.exists() && hash_file(&dest).is_ok_and(|h| h == row.sha256) {
+            return Ok(());
+        }
+        match (&entry.disk_path, opts.mode) {
+            (Some(src), Mode::Link) => {
+                check_hash(&hash_file(src).map_err(|e| PrepareError::io(src, e))?, row, source.path())?;
+                link_atomic(src, &dest)
+            }
+            _ => {
+                let mut bytes = Vec::new();
+                entry.reader.read_to_end(&mut bytes).map_err(|e| PrepareError::Read {
+                    source_path: source.path().to_path_buf(),
+                    entry: entry.inner_path.clone(),
+                    error: e,
+                })?;
+                check_hash(&hex(&Sha256::digest(&bytes)), row, source.path())?;
+                write_atomic(&dest, &bytes)
+            }
+        }
+    })?;
+
+    sweep_temp_files(&opts.out).map_err(|e| PrepareError::io(&opts.out, e))?;
+    write_csv(&opts.out.join(REJECTED), REJECTED_HEADER, &report.rejected)?;
+    write_csv(&opts.out.join(MANIFEST), MANIFEST_HEADER, &report.rows)?;
+    write_marker(
+        &opts.out,
+        &Marker {
+            complete: true,
+            ..marker
+        },
+    )?;
+    Ok(report)
+}
+
+enum OutState {
+    Fresh,
+    Interrupted,
+    Complete,
+}
+
+fn check_out_dir(out: &Path, marker: &Marker) -> Result<OutState, PrepareError> {
+    if !out.exists() {
+        std::fs::create_dir_all(out).map_err(|e| PrepareError::io(out, e))?;
+        return Ok(OutState::Fresh);
+    }
+    if !out.is_dir() {
+        return Err(PrepareError::OutNotDir(out.to_path_buf()));
+    }
+    let marker_path = out.join(MARKER);
+    if !marker_path.exists() {
+        let mut entries = std::fs::read_dir(out).map_err(|e| PrepareError::io(out, e))?;
+        return match entries.next() {
+            None => Ok(OutState::Fresh),
+            Some(_) => Err(PrepareError::OutNotOurs(out.to_path_buf())),
+        };
+    }
+    let text = std::fs::read_to_string(&marker_path).map_err(|e| PrepareError::io(&marker_path, e))?;
+    let found: Marker = serde_json::from_str(&text).map_err(|e| PrepareError::BadMarker {
+        path: marker_path.clone(),
+        reason: e.to_string(),
+    })?;
+    if found.fingerprint != marker.fingerprint {
+        return Err(PrepareError::OutPreparedDifferently {
+            out: out.to_path_buf(),
+            source_path: found.source,
+            seed: found.seed,
+        });
+    }
+    if found.complete && out.join(MANIFEST).exists() {
+        Ok(OutState::Complete)
+    } else {
+        Ok(OutState::Interrupted)
+    }
+}
+
+fn write_marker(out: &Path, marker: &Marker) -> Result<(), PrepareError> {
+    let json = serde_json::to_vec_pretty(marker).map_err(|e| PrepareError::BadMarker {
+        path: out.join(MARKER),
+        reason: e.to_string(),
+    })?;
+    write_atomic(&out.join(MARKER), &json)
+}
+
+/// Writing OUT inside a source folder would feed the output back in on the next run.
+fn refuse_out_inside_source(source: &Source, out: &Path) -> Result<(), PrepareError> {
+    if let Source::Dir(src) = source {
+        let src = src.canonicalize().map_err(|e| PrepareError::io(src, e))?;
+        let mut probe = out.to_path_buf();
+        // OUT may not exist yet: compare through its nearest existing ancestor.
+        while !probe.exists() {
+            match probe.parent() {
+                Some(p) if !p.as_os_str().is_empty() => probe = p.to_path_buf(),
+                _ => {
+                    probe = PathBuf::from(".");
+                    break;
+                }
+            }
+        }
+        let probe = probe.canonicalize().map_err(|e| PrepareError::io(&probe, e))?;
+        if probe.starts_with(&src) {
+            return Err(PrepareError::OutInsideSource(out.to_path_buf()));
+        }
+    }
+    Ok(())
+}
+
+/// Identifies the result: the same accepted files, labels, seed, fractions and mode give the same value.
+fn fingerprint(rows: &[ManifestRow], opts: &PrepareOptions) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("v1 seed={} fractions={:?} mode={:?}\n", opts.seed, opts.fractions.0, opts.mode));
+    for r in rows {
+        h.update(format!("{},{},{}\n", r.path, r.sha256, r.source));
+    }
+    hex(&h.finalize())
+}
+
+fn check_hash(found: &str, row: &ManifestRow, source: &Path) -> Result<(), PrepareError> {
+    if found == row.sha256 {
+        Ok(())
+    } else {
+        Err(PrepareError::SourceChanged {
+            source_path: source.to_path_buf(),
+            entry: row.source.clone(),
+        })
+    }
+}
+
+fn hash_reader(r: &mut dyn Read) -> std::io::Result<(String, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = [0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        match r.read(&mut buf)? {
+            0 => break,
+            n => {
+                h.update(&buf[..n]);
+                len += n as u64;
+            }
+        }
+    }
+    Ok((hex(&h.finalize()), len))
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    hash_reader(&mut f).map(|(h, _)| h)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes temporary files a killed run may have left in OUT's class folders.
+fn sweep_temp_files(out: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for split in Split::ALL {
+        for gender in gc_core::Gender::ALL {
+            let dir = out.join(split.name()).join(gender.name());
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".gc-tmp")) {
+                    std::fs::remove_file(&p)?;
+                    removed += 1;
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
