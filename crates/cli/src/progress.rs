@@ -32,8 +32,10 @@ impl gc_dataset::Progress for Bar {
             b.finish_and_clear();
             *b = match total {
                 Some(n) => ProgressBar::new(n).with_style(
-                    ProgressStyle::with_template("{msg:28} {bar:40} {pos}/{len} {per_sec} eta {eta}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    ProgressStyle::with_template(
+                        "{msg:28} {bar:40} {pos}/{len} {per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 ),
                 None => ProgressBar::new_spinner().with_style(
                     ProgressStyle::with_template("{msg:28} {spinner} {pos} files {per_sec}")

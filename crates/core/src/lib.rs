@@ -60,7 +60,10 @@ impl FromStr for Gender {
         match s {
             "female" => Ok(Gender::Female),
             "male" => Ok(Gender::Male),
-            _ => Err(ParseLabelError { kind: "gender", value: s.to_string() }),
+            _ => Err(ParseLabelError {
+                kind: "gender",
+                value: s.to_string(),
+            }),
         }
     }
 }
@@ -78,7 +81,13 @@ pub enum Race {
 }
 
 impl Race {
-    pub const ALL: [Race; 5] = [Race::White, Race::Black, Race::Asian, Race::Indian, Race::Others];
+    pub const ALL: [Race; 5] = [
+        Race::White,
+        Race::Black,
+        Race::Asian,
+        Race::Indian,
+        Race::Others,
+    ];
 
     pub fn from_utkface_code(code: u32) -> Option<Race> {
         Race::ALL.get(code as usize).copied()
@@ -107,7 +116,10 @@ impl FromStr for Race {
         Race::ALL
             .into_iter()
             .find(|r| r.name() == s)
-            .ok_or_else(|| ParseLabelError { kind: "race", value: s.to_string() })
+            .ok_or_else(|| ParseLabelError {
+                kind: "race",
+                value: s.to_string(),
+            })
     }
 }
 

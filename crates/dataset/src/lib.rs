@@ -13,7 +13,8 @@ pub mod split;
 pub use manifest::{ManifestRow, RejectedRow, read_manifest, read_rejected};
 pub use name::{UtkLabel, parse_utkface_name};
 pub use prepare::{
-    DEFAULT_SEED, MARKER, Mode, NoProgress, Outcome, PrepareOptions, PrepareReport, Progress, prepare,
+    DEFAULT_SEED, MARKER, Mode, NoProgress, Outcome, PrepareOptions, PrepareReport, Progress,
+    prepare,
 };
 pub use source::Source;
 pub use split::{Fractions, Split};
@@ -49,7 +50,10 @@ pub enum PrepareError {
     LinkNeedsFolder(PathBuf),
     /// Nothing in the source had a usable UTKFace name.
     #[error("{}: no file with a UTKFace name (age_gender_race_datetime.jpg.chip.jpg); {rejected} rejected", source_path.display())]
-    NothingAccepted { source_path: PathBuf, rejected: usize },
+    NothingAccepted {
+        source_path: PathBuf,
+        rejected: usize,
+    },
     /// OUT exists and is not a folder.
     #[error("{}: exists and is not a folder", .0.display())]
     OutNotDir(PathBuf),
@@ -58,7 +62,11 @@ pub enum PrepareError {
     OutNotOurs(PathBuf),
     /// OUT was prepared from other inputs or settings.
     #[error("{}: already prepared from {source_path} with seed {seed} and other files or settings; choose a new --out", out.display())]
-    OutPreparedDifferently { out: PathBuf, source_path: String, seed: u64 },
+    OutPreparedDifferently {
+        out: PathBuf,
+        source_path: String,
+        seed: u64,
+    },
     /// OUT lies inside the source folder.
     #[error("{}: the output folder lies inside the source folder; choose one outside it", .0.display())]
     OutInsideSource(PathBuf),

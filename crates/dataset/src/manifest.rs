@@ -3,8 +3,8 @@
 //! The manifest is how evaluation later finds each image's age and race; its rows are sorted, so two runs
 //! with the same inputs write the same bytes.
 
-use crate::split::Split;
 use crate::PrepareError;
+use crate::split::Split;
 use gc_core::{Gender, Race};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -53,7 +53,8 @@ fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, Prepare
 }
 
 /// Column names, written even when there are no rows (csv would only write them with the first row).
-pub(crate) const MANIFEST_HEADER: &[&str] = &["path", "split", "gender", "age", "race", "sha256", "source"];
+pub(crate) const MANIFEST_HEADER: &[&str] =
+    &["path", "split", "gender", "age", "race", "sha256", "source"];
 pub(crate) const REJECTED_HEADER: &[&str] = &["source", "reason"];
 
 /// Writes rows to `path` through a temporary file and a rename, so a reader never sees half a file.
@@ -69,7 +70,9 @@ pub(crate) fn write_csv<T: Serialize>(
         .write_record(header)
         .map_err(|e| PrepareError::csv(path, e))?;
     for row in rows {
-        writer.serialize(row).map_err(|e| PrepareError::csv(path, e))?;
+        writer
+            .serialize(row)
+            .map_err(|e| PrepareError::csv(path, e))?;
     }
     let buf = writer
         .into_inner()

@@ -41,9 +41,8 @@ pub fn parse_utkface_name(name: &str) -> Result<Parsed, String> {
         field(1).ok_or("expected age_gender_race_datetime, found no gender field")?,
         "gender",
     )?;
-    let gender = Gender::from_utkface_code(gender_code).ok_or_else(|| {
-        format!("gender code {gender_code} is neither 0 (male) nor 1 (female)")
-    })?;
+    let gender = Gender::from_utkface_code(gender_code)
+        .ok_or_else(|| format!("gender code {gender_code} is neither 0 (male) nor 1 (female)"))?;
     let (race, rest) = match (field(2), field(3)) {
         (Some(race), Some(rest)) => (race, rest),
         // The real defect: `61_1_20170109142408075.jpg.chip.jpg`, the race field left out.
@@ -58,7 +57,9 @@ pub fn parse_utkface_name(name: &str) -> Result<Parsed, String> {
 
     let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
     if digits == 0 {
-        return Err(format!("date&time field {rest:?} does not start with digits"));
+        return Err(format!(
+            "date&time field {rest:?} does not start with digits"
+        ));
     }
     let tail = &rest[digits..];
     let note = if tail.eq_ignore_ascii_case(".jpg.chip.jpg") || tail.eq_ignore_ascii_case(".jpg") {
@@ -159,7 +160,11 @@ mod tests {
 
     #[test]
     fn other_garbage_is_rejected_with_a_reason() {
-        assert!(parse_utkface_name("README.txt").unwrap_err().contains(".jpg"));
+        assert!(
+            parse_utkface_name("README.txt")
+                .unwrap_err()
+                .contains(".jpg")
+        );
         assert!(
             parse_utkface_name("x_1_0_2017.jpg")
                 .unwrap_err()
@@ -181,6 +186,10 @@ mod tests {
                 .contains("date")
         );
         assert!(parse_utkface_name("photo.jpg").unwrap_err().contains("age"));
-        assert!(parse_utkface_name("3_1.jpg").unwrap_err().contains("gender"));
+        assert!(
+            parse_utkface_name("3_1.jpg")
+                .unwrap_err()
+                .contains("gender")
+        );
     }
 }

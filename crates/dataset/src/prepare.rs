@@ -6,14 +6,14 @@
 //! (a marker file says so); every file is written under a temporary name and renamed, so an interrupted
 //! run leaves only whole files and a second run finishes the job; an identical second run writes nothing.
 
+use crate::PrepareError;
 use crate::fsutil::{link_atomic, write_atomic};
 use crate::manifest::{
-    ManifestRow, RejectedRow, MANIFEST, MANIFEST_HEADER, REJECTED, REJECTED_HEADER, write_csv,
+    MANIFEST, MANIFEST_HEADER, ManifestRow, REJECTED, REJECTED_HEADER, RejectedRow, write_csv,
 };
 use crate::name::{UtkLabel, parse_utkface_name};
 use crate::source::Source;
 use crate::split::{Fractions, Split, Unit, assign};
-use crate::PrepareError;
 use gc_core::AgeBucket;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -128,7 +128,10 @@ struct Accepted {
 }
 
 /// Prepares a UTKFace dataset: see the module docs.
-pub fn prepare(opts: &PrepareOptions, progress: &dyn Progress) -> Result<PrepareReport, PrepareError> {
+pub fn prepare(
+    opts: &PrepareOptions,
+    progress: &dyn Progress,
+) -> Result<PrepareReport, PrepareError> {
     let source = Source::open(&opts.source)?;
     if opts.mode == Mode::Link && !matches!(source, Source::Dir(_)) {
         return Err(PrepareError::LinkNeedsFolder(opts.source.clone()));
@@ -157,7 +160,11 @@ pub fn prepare(opts: &PrepareOptions, progress: &dyn Progress) -> Result<Prepare
             Ok(_) if len == 0 => rejected.push(reject("empty file".into())),
             Ok(_) if by_name.contains_key(&entry.name) => {
                 let first = &accepted[by_name[&entry.name]];
-                let what = if first.sha256 == sha256 { "same name and content" } else { "same name" };
+                let what = if first.sha256 == sha256 {
+                    "same name and content"
+                } else {
+                    "same name"
+                };
                 rejected.push(reject(format!("{what} as {}", first.inner_path)));
             }
             Ok(parsed) => {
@@ -200,7 +207,10 @@ pub fn prepare(opts: &PrepareOptions, progress: &dyn Progress) -> Result<Prepare
         if members.len() > 1 {
             duplicate_groups += 1;
             duplicate_images += members.len();
-            if members.iter().any(|&i| accepted[i].label.gender != first.label.gender) {
+            if members
+                .iter()
+                .any(|&i| accepted[i].label.gender != first.label.gender)
+            {
                 conflicting_gender_groups += 1;
             }
         }
@@ -285,16 +295,23 @@ pub fn prepare(opts: &PrepareOptions, progress: &dyn Progress) -> Result<Prepare
         }
         match (&entry.disk_path, opts.mode) {
             (Some(src), Mode::Link) => {
-                check_hash(&hash_file(src).map_err(|e| PrepareError::io(src, e))?, row, source.path())?;
+                check_hash(
+                    &hash_file(src).map_err(|e| PrepareError::io(src, e))?,
+                    row,
+                    source.path(),
+                )?;
                 link_atomic(src, &dest)
             }
             _ => {
                 let mut bytes = Vec::new();
-                entry.reader.read_to_end(&mut bytes).map_err(|e| PrepareError::Read {
-                    source_path: source.path().to_path_buf(),
-                    entry: entry.inner_path.clone(),
-                    error: e,
-                })?;
+                entry
+                    .reader
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| PrepareError::Read {
+                        source_path: source.path().to_path_buf(),
+                        entry: entry.inner_path.clone(),
+                        error: e,
+                    })?;
                 check_hash(&hex(&Sha256::digest(&bytes)), row, source.path())?;
                 write_atomic(&dest, &bytes)
             }
@@ -336,7 +353,8 @@ fn check_out_dir(out: &Path, marker: &Marker) -> Result<OutState, PrepareError> 
             Some(_) => Err(PrepareError::OutNotOurs(out.to_path_buf())),
         };
     }
-    let text = std::fs::read_to_string(&marker_path).map_err(|e| PrepareError::io(&marker_path, e))?;
+    let text =
+        std::fs::read_to_string(&marker_path).map_err(|e| PrepareError::io(&marker_path, e))?;
     let found: Marker = serde_json::from_str(&text).map_err(|e| PrepareError::BadMarker {
         path: marker_path.clone(),
         reason: e.to_string(),
@@ -378,7 +396,9 @@ fn refuse_out_inside_source(source: &Source, out: &Path) -> Result<(), PrepareEr
                 }
             }
         }
-        let probe = probe.canonicalize().map_err(|e| PrepareError::io(&probe, e))?;
+        let probe = probe
+            .canonicalize()
+            .map_err(|e| PrepareError::io(&probe, e))?;
         if probe.starts_with(&src) {
             return Err(PrepareError::OutInsideSource(out.to_path_buf()));
         }
@@ -389,7 +409,10 @@ fn refuse_out_inside_source(source: &Source, out: &Path) -> Result<(), PrepareEr
 /// Identifies the result: the same accepted files, labels, seed, fractions and mode give the same value.
 fn fingerprint(rows: &[ManifestRow], opts: &PrepareOptions) -> String {
     let mut h = Sha256::new();
-    h.update(format!("v1 seed={} fractions={:?} mode={:?}\n", opts.seed, opts.fractions.0, opts.mode));
+    h.update(format!(
+        "v1 seed={} fractions={:?} mode={:?}\n",
+        opts.seed, opts.fractions.0, opts.mode
+    ));
     for r in rows {
         h.update(format!("{},{},{}\n", r.path, r.sha256, r.source));
     }
@@ -438,10 +461,14 @@ fn sweep_temp_files(out: &Path) -> std::io::Result<usize> {
     for split in Split::ALL {
         for gender in gc_core::Gender::ALL {
             let dir = out.join(split.name()).join(gender.name());
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let p = e.path();
-                if p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".gc-tmp")) {
+                if p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().ends_with(".gc-tmp"))
+                {
                     std::fs::remove_file(&p)?;
                     removed += 1;
                 }

@@ -89,7 +89,8 @@ impl Source {
                     if is_litter(&inner) {
                         continue;
                     }
-                    let mut file = File::open(item.path()).map_err(|e| PrepareError::io(item.path(), e))?;
+                    let mut file =
+                        File::open(item.path()).map_err(|e| PrepareError::io(item.path(), e))?;
                     f(Entry {
                         name: base_name(&inner).to_string(),
                         inner_path: inner,
@@ -107,7 +108,9 @@ impl Source {
                     Box::new(file)
                 };
                 let mut archive = tar::Archive::new(reader);
-                let entries = archive.entries().map_err(|e| PrepareError::archive(path, e))?;
+                let entries = archive
+                    .entries()
+                    .map_err(|e| PrepareError::archive(path, e))?;
                 for entry in entries {
                     let mut entry = entry.map_err(|e| PrepareError::archive(path, e))?;
                     if !entry.header().entry_type().is_file() {
@@ -131,7 +134,9 @@ impl Source {
                 let mut archive =
                     zip::ZipArchive::new(file).map_err(|e| PrepareError::archive(path, e))?;
                 for i in 0..archive.len() {
-                    let mut entry = archive.by_index(i).map_err(|e| PrepareError::archive(path, e))?;
+                    let mut entry = archive
+                        .by_index(i)
+                        .map_err(|e| PrepareError::archive(path, e))?;
                     if !entry.is_file() {
                         continue;
                     }
@@ -160,7 +165,9 @@ fn base_name(inner: &str) -> &str {
 }
 
 fn is_litter(inner: &str) -> bool {
-    inner.split('/').any(|part| part.starts_with('.') || part == "__MACOSX")
+    inner
+        .split('/')
+        .any(|part| part.starts_with('.') || part == "__MACOSX")
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

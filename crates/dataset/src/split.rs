@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The three parts of a split, in manifest order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
     Train,
@@ -66,16 +68,26 @@ impl std::str::FromStr for Fractions {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<f64> = s
             .split(',')
-            .map(|p| p.trim().parse::<f64>().map_err(|_| format!("{p:?} is not a number")))
+            .map(|p| {
+                p.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("{p:?} is not a number"))
+            })
             .collect::<Result<_, _>>()?;
         let [a, b, c] = parts[..] else {
-            return Err(format!("expected 3 fractions train,val,test, found {}", parts.len()));
+            return Err(format!(
+                "expected 3 fractions train,val,test, found {}",
+                parts.len()
+            ));
         };
         if [a, b, c].iter().any(|x| !x.is_finite() || *x < 0.0) {
             return Err(format!("fractions must be non-negative, found {s}"));
         }
         if ((a + b + c) - 1.0).abs() > 1e-6 {
-            return Err(format!("fractions must sum to 1, {s} sums to {}", a + b + c));
+            return Err(format!(
+                "fractions must sum to 1, {s} sums to {}",
+                a + b + c
+            ));
         }
         Ok(Fractions([a, b, c]))
     }
@@ -113,12 +125,14 @@ pub fn assign(units: &[Unit], fractions: Fractions, seed: u64) -> Vec<Split> {
         let exact = f.map(|x| x * n as f64);
         let mut target = exact.map(|x| x.floor() as usize);
         let leftover = n - target.iter().sum::<usize>();
+        // A leftover image may go to any split whose exact share is fractional (it then gets the
+        // ceiling of its share); among those, to the split that lags most overall.
         let mut order = [0usize, 1, 2];
         order.sort_by(|&a, &b| {
-            let frac = |s: usize| exact[s] - exact[s].floor();
+            let eligible = |s: usize| exact[s] > exact[s].floor();
             let lag = |s: usize| f[s] * seen as f64 - (placed[s] + target[s]) as f64;
-            frac(b)
-                .total_cmp(&frac(a))
+            eligible(b)
+                .cmp(&eligible(a))
                 .then(lag(b).total_cmp(&lag(a)))
                 .then(a.cmp(&b))
         });
@@ -127,7 +141,12 @@ pub fn assign(units: &[Unit], fractions: Fractions, seed: u64) -> Vec<Split> {
         }
 
         // Largest groups first, so singletons can fill the gaps they leave; then by key (random order).
-        members.sort_by(|&a, &b| units[b].images.cmp(&units[a].images).then(keys[a].cmp(&keys[b])));
+        members.sort_by(|&a, &b| {
+            units[b]
+                .images
+                .cmp(&units[a].images)
+                .then(keys[a].cmp(&keys[b]))
+        });
         let mut room = target.map(|t| t as i64);
         for &i in members.iter() {
             let s = (0..3)
@@ -194,7 +213,8 @@ mod tests {
             }));
             let s = assign(&u, Fractions::default(), 1);
             for stratum in [S1, S2] {
-                let members: Vec<usize> = (0..u.len()).filter(|&i| u[i].stratum == stratum).collect();
+                let members: Vec<usize> =
+                    (0..u.len()).filter(|&i| u[i].stratum == stratum).collect();
                 let total = members.len() as f64;
                 for (k, split) in Split::ALL.into_iter().enumerate() {
                     let c = members.iter().filter(|&&i| s[i] == split).count() as f64;
@@ -239,10 +259,23 @@ mod tests {
 
     #[test]
     fn fractions_parse_and_validate() {
-        assert_eq!("0.6,0.2,0.2".parse::<Fractions>().unwrap(), Fractions::default());
-        assert!("0.5,0.2,0.2".parse::<Fractions>().unwrap_err().contains("sum"));
+        assert_eq!(
+            "0.6,0.2,0.2".parse::<Fractions>().unwrap(),
+            Fractions::default()
+        );
+        assert!(
+            "0.5,0.2,0.2"
+                .parse::<Fractions>()
+                .unwrap_err()
+                .contains("sum")
+        );
         assert!("0.6,0.4".parse::<Fractions>().unwrap_err().contains("3"));
         assert!("a,b,c".parse::<Fractions>().is_err());
-        assert!("1.2,-0.2,0".parse::<Fractions>().unwrap_err().contains("non-negative"));
+        assert!(
+            "1.2,-0.2,0"
+                .parse::<Fractions>()
+                .unwrap_err()
+                .contains("non-negative")
+        );
     }
 }

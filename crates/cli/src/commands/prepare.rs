@@ -32,7 +32,9 @@ fn json_summary(r: &PrepareReport) -> serde_json::Value {
     let table = |counts: BTreeMap<(Split, String), usize>| {
         let mut m: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
         for ((split, key), n) in counts {
-            m.entry(split.name().to_string()).or_default().insert(key, n);
+            m.entry(split.name().to_string())
+                .or_default()
+                .insert(key, n);
         }
         m
     };
@@ -57,13 +59,28 @@ fn text_summary(r: &PrepareReport, out: &str) -> String {
         Outcome::Resumed => "finished an interrupted run in",
         Outcome::UpToDate => "already up to date, nothing written:",
     };
-    let _ = writeln!(s, "{outcome} {out}: {} images, {} rejected", r.rows.len(), r.rejected.len());
+    let _ = writeln!(
+        s,
+        "{outcome} {out}: {} images, {} rejected",
+        r.rows.len(),
+        r.rejected.len()
+    );
     let gender: Vec<String> = Gender::ALL.iter().map(|g| g.to_string()).collect();
     let race: Vec<String> = Race::ALL.iter().map(|g| g.to_string()).collect();
     let age: Vec<String> = AgeBucket::ALL.iter().map(|g| g.to_string()).collect();
-    table(&mut s, "gender", &gender, &r.counts(|x| x.gender.to_string()));
+    table(
+        &mut s,
+        "gender",
+        &gender,
+        &r.counts(|x| x.gender.to_string()),
+    );
     table(&mut s, "race", &race, &r.counts(|x| x.race.to_string()));
-    table(&mut s, "age", &age, &r.counts(|x| AgeBucket::of_age(x.age).to_string()));
+    table(
+        &mut s,
+        "age",
+        &age,
+        &r.counts(|x| AgeBucket::of_age(x.age).to_string()),
+    );
     if r.duplicate_groups > 0 {
         let _ = writeln!(
             s,
@@ -87,7 +104,12 @@ fn text_summary(r: &PrepareReport, out: &str) -> String {
 }
 
 /// One table: a row per split, a column per group, with totals.
-fn table(s: &mut String, title: &str, columns: &[String], counts: &BTreeMap<(Split, String), usize>) {
+fn table(
+    s: &mut String,
+    title: &str,
+    columns: &[String],
+    counts: &BTreeMap<(Split, String), usize>,
+) {
     let width = columns.iter().map(|c| c.len()).max().unwrap_or(0).max(6) + 1;
     let _ = write!(s, "\n{title:<8}");
     for c in columns {
