@@ -4,6 +4,13 @@
 //! Every other crate depends on this one; it depends on no ML framework, so that the data, model and
 //! evaluation crates agree on what "female", "Asian" or "30-39" mean without depending on each other.
 
+pub mod classifier;
+
+pub use classifier::{
+    ClassLabel, Classifier, ModelError, RgbView, gender_of_label, gender_probabilities, map_labels,
+    softmax,
+};
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
