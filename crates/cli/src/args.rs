@@ -1,7 +1,26 @@
 //! The command line, as clap derive types. Only parsing lives here; `commands/` does the work.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
+
+/// Makes `gender-classifier photo.jpg` mean `gender-classifier predict photo.jpg`: when the first
+/// argument names no subcommand (and is not --help/--version), `predict` is put in front of it.
+pub fn with_default_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let Some(first) = args.get(1).and_then(|a| a.to_str()) else {
+        return args;
+    };
+    let cmd = Cli::command();
+    let known = cmd
+        .get_subcommands()
+        .any(|s| s.get_name() == first || s.get_all_aliases().any(|a| a == first))
+        || matches!(first, "help" | "-h" | "--help" | "-V" | "--version");
+    if !known {
+        args.insert(1, OsString::from("predict"));
+    }
+    args
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "gender-classifier", version, about, long_about = None)]
@@ -16,6 +35,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Classify images: the predicted class and the probability of every class.
+    /// `gender-classifier PATH...` is short for `gender-classifier predict PATH...`.
+    Predict(PredictArgs),
     /// Prepare UTKFace: labels from file names, a stratified 60/20/20 split, class folders and a manifest.
     Prepare(PrepareArgs),
 }
@@ -49,4 +71,58 @@ pub struct PrepareArgs {
     /// Print the report as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Image files, folders (with --recursive), or `-` to read one path per line from stdin.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// The model: an .onnx file, a folder trained by `train` (model.json) or in Hugging Face format
+    /// (config.json), or hf:OWNER/NAME[@REVISION]. Default: the built-in model.
+    #[arg(long, short)]
+    pub model: Option<String>,
+
+    /// Preprocessing preset for an .onnx model without a JSON spec beside it.
+    #[arg(long)]
+    pub preset: Option<String>,
+
+    /// Classify the images in folders and their sub-folders.
+    #[arg(long, short)]
+    pub recursive: bool,
+
+    /// One JSON object per line on stdout instead of aligned text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Images per model call (default: what the model prefers).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(args: &[&str]) -> Vec<String> {
+        with_default_subcommand(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn bare_paths_mean_predict() {
+        assert_eq!(words(&["gc", "a.jpg"]), ["gc", "predict", "a.jpg"]);
+        assert_eq!(words(&["gc", "--json", "a.jpg"]), ["gc", "predict", "--json", "a.jpg"]);
+        assert_eq!(words(&["gc", "prepare", "x"]), ["gc", "prepare", "x"]);
+        assert_eq!(words(&["gc", "--help"]), ["gc", "--help"]);
+        assert_eq!(words(&["gc"]), ["gc"]);
+    }
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
 }

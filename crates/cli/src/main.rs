@@ -16,7 +16,7 @@ pub enum Status {
 }
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = args::Cli::parse_from(args::with_default_subcommand(std::env::args_os()));
     init_logging(cli.verbose);
     match commands::run(cli.command) {
         Ok(Status::Success) => ExitCode::SUCCESS,

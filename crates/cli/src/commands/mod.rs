@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+mod predict;
 mod prepare;
 
 use crate::Status;
@@ -7,6 +8,7 @@ use crate::args::Command;
 
 pub fn run(command: Command) -> anyhow::Result<Status> {
     match command {
+        Command::Predict(args) => predict::run(args),
         Command::Prepare(args) => prepare::run(args),
     }
 }

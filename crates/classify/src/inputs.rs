@@ -1,0 +1,117 @@
+//! Turning what the user typed (files, folders, `-` for a list on stdin) into an ordered list of image
+//! paths, keeping every problem as an item of its own so that one bad path never stops a batch.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+/// One input, in the order given: a path to classify, or the reason it cannot be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub path: PathBuf,
+    /// Set when the path is known to be unusable before decoding.
+    pub problem: Option<String>,
+}
+
+/// Files a folder walk picks up (by extension, case-insensitive); anything else in a folder is not an
+/// image the user asked about.
+const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff",
+];
+
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// Expands `args`. A folder without `recursive` becomes a problem item; `-` reads one path per line
+/// from `stdin`.
+pub fn expand(args: &[PathBuf], recursive: bool, stdin: &mut dyn BufRead) -> Vec<Input> {
+    let mut out = Vec::new();
+    for arg in args {
+        if arg.as_os_str() == "-" {
+            let mut line = String::new();
+            while matches!(stdin.read_line(&mut line), Ok(n) if n > 0) {
+                let p = line.trim_end_matches(['\n', '\r']);
+                if !p.is_empty() {
+                    out.push(one(PathBuf::from(p), recursive));
+                }
+                line.clear();
+            }
+            continue;
+        }
+        if arg.is_dir() {
+            if !recursive {
+                out.push(Input {
+                    path: arg.clone(),
+                    problem: Some("is a directory (use --recursive to classify the images in it)".into()),
+                });
+                continue;
+            }
+            let mut found = 0;
+            for entry in walkdir::WalkDir::new(arg).follow_links(true).sort_by_file_name() {
+                match entry {
+                    Ok(e) if e.file_type().is_file() && has_image_extension(e.path()) => {
+                        found += 1;
+                        out.push(Input {
+                            path: e.into_path(),
+                            problem: None,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(err) => out.push(Input {
+                        path: err.path().map(Path::to_path_buf).unwrap_or_else(|| arg.clone()),
+                        problem: Some(err.to_string()),
+                    }),
+                }
+            }
+            if found == 0 {
+                tracing::warn!("{}: no image files found", arg.display());
+            }
+            continue;
+        }
+        out.push(one(arg.clone(), recursive));
+    }
+    out
+}
+
+fn one(path: PathBuf, recursive: bool) -> Input {
+    if path.is_dir() && !recursive {
+        return Input {
+            path,
+            problem: Some("is a directory (use --recursive to classify the images in it)".into()),
+        };
+    }
+    Input {
+        path,
+        problem: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_need_recursive_and_stdin_lists_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("b.jpg"), b"x").unwrap();
+        std::fs::write(sub.join("a.PNG"), b"x").unwrap();
+        std::fs::write(sub.join("notes.txt"), b"x").unwrap();
+
+        let flat = expand(&[sub.clone()], false, &mut &b""[..]);
+        assert_eq!(flat.len(), 1);
+        assert!(flat[0].problem.as_ref().unwrap().contains("--recursive"));
+
+        let deep = expand(&[sub.clone()], true, &mut &b""[..]);
+        let names: Vec<_> = deep.iter().map(|i| i.path.file_name().unwrap().to_owned()).collect();
+        assert_eq!(names, ["a.PNG", "b.jpg"]);
+
+        let list = format!("{}\n\n/nope.jpg\n", sub.join("b.jpg").display());
+        let from_stdin = expand(&[PathBuf::from("-")], false, &mut list.as_bytes());
+        assert_eq!(from_stdin.len(), 2);
+        assert_eq!(from_stdin[1].path, PathBuf::from("/nope.jpg"));
+    }
+}

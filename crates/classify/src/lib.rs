@@ -1,0 +1,11 @@
+//! Classifying image files with any gender-classifier model: which model a `--model` value names,
+//! which files the user means, and the batched, ordered, failure-tolerant run over them. The CLI's
+//! `predict`, and later `eval`, `sort` and `serve`, are thin layers over this crate.
+
+pub mod inputs;
+pub mod model;
+pub mod run;
+
+pub use inputs::{Input, expand};
+pub use model::{ModelSpec, load};
+pub use run::{Outcome, Prediction, classify_inputs};

@@ -1,0 +1,144 @@
+//! Classifying a list of inputs in batches: the next batch is decoded (in parallel) while the current one
+//! runs through the model, results come out in input order, and a file that fails becomes a result of
+//! its own instead of stopping the run.
+
+use crate::inputs::Input;
+use gc_core::{Classifier, Gender, RgbView, gender_probabilities};
+use rayon::prelude::*;
+use std::path::PathBuf;
+
+/// What the model says about one image.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Prediction {
+    /// Our class with the highest probability.
+    pub label: Gender,
+    /// `[female, male]`.
+    pub probabilities: [f32; 2],
+    /// The model's own class names with their probabilities, highest first.
+    pub model_labels: Vec<(String, f32)>,
+}
+
+impl Prediction {
+    pub fn from_row(model: &dyn Classifier, row: &[f32]) -> Prediction {
+        let probabilities = gender_probabilities(model.labels(), row);
+        let label = if probabilities[Gender::Female.index()] >= probabilities[Gender::Male.index()] {
+            Gender::Female
+        } else {
+            Gender::Male
+        };
+        let mut model_labels: Vec<(String, f32)> = model
+            .labels()
+            .iter()
+            .zip(row)
+            .map(|(l, &p)| (l.name.clone(), p))
+            .collect();
+        model_labels.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Prediction {
+            label,
+            probabilities,
+            model_labels,
+        }
+    }
+
+    /// The probability of the predicted class.
+    pub fn confidence(&self) -> f32 {
+        self.probabilities[self.label.index()]
+    }
+}
+
+/// The result for one input.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub path: PathBuf,
+    pub result: Result<Prediction, String>,
+}
+
+/// Classifies `inputs` with `model`, `batch` images a model call, calling `emit` once per input in
+/// input order.
+pub fn classify_inputs(
+    model: &dyn Classifier,
+    inputs: &[Input],
+    batch: usize,
+    mut emit: impl FnMut(Outcome),
+) {
+    let batch = batch.max(1);
+    let mut chunks = inputs.chunks(batch);
+    let mut current = chunks.next().map(decode_chunk);
+    while let Some(decoded) = current {
+        let next = chunks.next();
+        let (results, next_decoded) = rayon::join(
+            || classify_decoded(model, decoded),
+            || next.map(decode_chunk),
+        );
+        for o in results {
+            emit(o);
+        }
+        current = next_decoded;
+    }
+}
+
+type Decoded = (PathBuf, Result<image::RgbImage, String>);
+
+fn decode_chunk(chunk: &[Input]) -> Vec<Decoded> {
+    chunk
+        .par_iter()
+        .map(|input| {
+            let result = match &input.problem {
+                Some(p) => Err(p.clone()),
+                None => gc_pipeline::decode::decode_rgb(&input.path).map_err(|e| reason(&e)),
+            };
+            (input.path.clone(), result)
+        })
+        .collect()
+}
+
+/// The error's message without the path, which the caller prints first.
+fn reason(e: &dyn std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn classify_decoded(model: &dyn Classifier, decoded: Vec<Decoded>) -> Vec<Outcome> {
+    let views: Vec<RgbView<'_>> = decoded
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(|img| RgbView {
+            width: img.width(),
+            height: img.height(),
+            pixels: img.as_raw(),
+        })
+        .collect();
+    let rows = if views.is_empty() {
+        Ok(Vec::new())
+    } else {
+        model.classify(&views).map_err(|e| e.to_string())
+    };
+    let mut rows = match rows {
+        Ok(rows) if rows.len() == views.len() => rows.into_iter(),
+        Ok(rows) => {
+            let msg = format!("model returned {} results for {} images", rows.len(), views.len());
+            return fail_all(decoded, &msg);
+        }
+        Err(msg) => return fail_all(decoded, &msg),
+    };
+    decoded
+        .into_iter()
+        .map(|(path, r)| Outcome {
+            path,
+            result: r.and_then(|_| {
+                rows.next()
+                    .map(|row| Prediction::from_row(model, &row))
+                    .ok_or_else(|| "model returned too few results".to_string())
+            }),
+        })
+        .collect()
+}
+
+fn fail_all(decoded: Vec<Decoded>, msg: &str) -> Vec<Outcome> {
+    decoded
+        .into_iter()
+        .map(|(path, r)| Outcome {
+            path,
+            result: r.and_then(|_| Err(msg.to_string())),
+        })
+        .collect()
+}

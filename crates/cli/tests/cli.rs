@@ -1,0 +1,335 @@
+//! The `gender-classifier` binary, end to end: real face images from `../shared/data`, real models from
+//! `../shared/models`, and bad inputs made by each test.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gender-classifier"))
+}
+
+fn shared(rel: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    root.ancestors()
+        .map(|a| a.join("../shared").join(rel))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{rel} not found in ../shared above {}", root.display()))
+        .canonicalize()
+        .unwrap()
+}
+
+/// A small, fast ONNX gender model (dlib/Cydral, CC0), chosen by its preset from the file name.
+fn dlib_model() -> String {
+    shared("models/gender/dlib-cydral-gender-v1.opset13.onnx")
+        .display()
+        .to_string()
+}
+
+/// Writes `n` adult faces from the 200px crop_part1 archive into `dir`, returning their paths.
+fn real_faces(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let file = std::fs::File::open(shared("data/utkface-crop_part1-200px.tar.gz")).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut out = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let age: u32 = name.split('_').next().unwrap().parse().unwrap_or(0);
+        if !(20..=60).contains(&age) || name.matches('_').count() != 3 {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        let path = dir.join(&name);
+        std::fs::write(&path, bytes).unwrap();
+        out.push(path);
+        if out.len() == n {
+            break;
+        }
+    }
+    out
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+#[test]
+fn predict_prints_every_class_highest_first_in_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let faces = real_faces(dir.path(), 5);
+    let (code, stdout, stderr) = run(bin().arg("predict").arg("--model").arg(dlib_model()).args(&faces));
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    for (line, face) in lines.iter().zip(&faces) {
+        // photo.jpg  female  0.931  (female 0.931, male 0.069)
+        let (path, rest) = line.split_once("  ").unwrap();
+        assert_eq!(path, face.display().to_string());
+        let fields: Vec<&str> = rest.splitn(3, "  ").collect();
+        assert!(fields[0] == "female" || fields[0] == "male", "{line}");
+        let p: f32 = fields[1].parse().unwrap();
+        assert!((0.5..=1.0).contains(&p), "{line}");
+        let inner = fields[2].trim_start_matches('(').trim_end_matches(')');
+        let probs: Vec<f32> = inner
+            .split(", ")
+            .map(|kv| kv.rsplit_once(' ').unwrap().1.parse().unwrap())
+            .collect();
+        assert_eq!(probs.len(), 2);
+        assert!(probs[0] >= probs[1], "not highest first: {line}");
+        assert!((probs[0] + probs[1] - 1.0).abs() < 2e-3, "{line}");
+        assert!(inner.starts_with(fields[0]), "label and first class differ: {line}");
+    }
+}
+
+#[test]
+fn json_lines_and_the_bare_shorthand_and_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let faces = real_faces(dir.path(), 3);
+    // `gender-classifier --json --model M PATH...` without the word predict.
+    let (code, stdout, stderr) = run(bin().arg("--json").arg("--model").arg(dlib_model()).args(&faces));
+    assert_eq!(code, 0, "{stderr}");
+    let rows = json_lines(&stdout);
+    assert_eq!(rows.len(), 3);
+    for (row, face) in rows.iter().zip(&faces) {
+        assert_eq!(row["path"], face.display().to_string());
+        let f = row["probabilities"]["female"].as_f64().unwrap();
+        let m = row["probabilities"]["male"].as_f64().unwrap();
+        assert!((f + m - 1.0).abs() < 1e-4);
+        let label = row["label"].as_str().unwrap();
+        assert_eq!(label, if f >= m { "female" } else { "male" });
+    }
+
+    // `-` reads paths from stdin, one a line.
+    let mut child = bin()
+        .args(["predict", "--json", "--model", &dlib_model(), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let list: String = faces.iter().rev().map(|f| format!("{}\n", f.display())).collect();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(list.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let rows = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    let want: Vec<String> = faces.iter().rev().map(|f| f.display().to_string()).collect();
+    assert_eq!(paths, want);
+}
+
+/// A PNG header that declares 100000 x 100000 pixels: 30 GB if anyone allocated it.
+fn huge_png() -> Vec<u8> {
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(b"IHDR");
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let crc = crc32(&ihdr);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc.to_be_bytes());
+    png
+}
+
+/// CRC-32 as PNG chunks need it; written here because no test dependency offers it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn bad_inputs_are_each_named_and_never_stop_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let faces = real_faces(d, 2);
+    let good = std::fs::read(&faces[0]).unwrap();
+
+    let missing = d.join("missing.jpg");
+    let folder = d.join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    let empty = d.join("empty.jpg");
+    std::fs::write(&empty, b"").unwrap();
+    let text = d.join("text.jpg");
+    std::fs::write(&text, b"this is not an image at all\n").unwrap();
+    let truncated = d.join("truncated.jpg");
+    std::fs::write(&truncated, &good[..good.len() / 3]).unwrap();
+    let pdf = d.join("document.pdf");
+    std::fs::write(&pdf, b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n").unwrap();
+    let huge = d.join("huge.png");
+    std::fs::write(&huge, huge_png()).unwrap();
+
+    let bad = [&missing, &folder, &empty, &text, &truncated, &pdf, &huge];
+    let mut args: Vec<&Path> = vec![&faces[0]];
+    args.extend(bad.iter().map(|p| p.as_path()));
+    args.push(&faces[1]);
+
+    let (code, stdout, stderr) = run(bin().args(["predict", "--json", "--model", &dlib_model()]).args(&args));
+    assert_eq!(code, 1, "exit code must say something failed\n{stderr}");
+    let rows = json_lines(&stdout);
+    assert_eq!(rows.len(), args.len(), "every input gets a line:\n{stdout}");
+    assert!(rows[0]["label"].is_string());
+    assert!(rows.last().unwrap()["label"].is_string(), "the batch stopped");
+    for (row, path) in rows[1..=bad.len()].iter().zip(bad) {
+        assert_eq!(row["path"], path.display().to_string());
+        assert!(row["error"].is_string(), "{row}");
+        // One line on stderr naming the file.
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("{}: error: ", path.display())))
+            .unwrap_or_else(|| panic!("no stderr line for {}:\n{stderr}", path.display()));
+        assert!(line.len() > path.display().to_string().len() + 10, "{line}");
+    }
+    let reason = |p: &Path| {
+        rows.iter().find(|r| r["path"] == p.display().to_string()).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+    };
+    assert!(reason(&missing).contains("no such file") || reason(&missing).contains("not found"));
+    assert!(reason(&folder).contains("directory"));
+    assert!(reason(&empty).contains("empty"));
+    assert!(reason(&huge).contains("100000"), "{}", reason(&huge));
+}
+
+#[test]
+fn odd_but_valid_images_are_classified() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let face = image::open(&real_faces(d, 1)[0]).unwrap();
+    let gray = d.join("gray.png");
+    face.to_luma8().save(&gray).unwrap();
+    let rgba = d.join("alpha.png");
+    face.to_rgba8().save(&rgba).unwrap();
+    let deep = d.join("16bit.png");
+    face.to_rgb16().save(&deep).unwrap();
+    let webp = d.join("face.webp");
+    face.to_rgb8().save(&webp).unwrap();
+    let bmp = d.join("face.bmp");
+    face.to_rgb8().save(&bmp).unwrap();
+    let cmyk = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cmyk.jpg");
+    let (code, stdout, stderr) = run(bin()
+        .args(["predict", "--json", "--model", &dlib_model()])
+        .args([&gray, &rgba, &deep, &webp, &bmp, &cmyk]));
+    assert_eq!(code, 0, "{stderr}");
+    let rows = json_lines(&stdout);
+    assert_eq!(rows.len(), 6);
+    // The same face in four encodings gets the same answer.
+    let female: Vec<f64> = rows.iter().map(|r| r["probabilities"]["female"].as_f64().unwrap()).collect();
+    for f in &female[1..5] {
+        assert!((f - female[1]).abs() < 0.02, "{female:?}");
+    }
+}
+
+#[test]
+fn exif_rotation_is_applied_before_classifying() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let face = image::open(&real_faces(d, 1)[0]).unwrap().to_rgb8();
+    let upright = d.join("upright.png");
+    face.save(&upright).unwrap();
+    // Stored turned a quarter to the left, with an EXIF tag saying "turn right to view" (6).
+    let turned = image::imageops::rotate270(&face);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 100)
+        .encode_image(&turned)
+        .unwrap();
+    let tagged = d.join("tagged.jpg");
+    std::fs::write(&tagged, with_exif_orientation(&jpeg, 6)).unwrap();
+    let untagged = d.join("untagged.jpg");
+    std::fs::write(&untagged, &jpeg).unwrap();
+
+    let (code, stdout, stderr) = run(bin()
+        .args(["predict", "--json", "--model", &dlib_model()])
+        .args([&upright, &tagged, &untagged]));
+    assert_eq!(code, 0, "{stderr}");
+    let rows = json_lines(&stdout);
+    let f: Vec<f64> = rows.iter().map(|r| r["probabilities"]["female"].as_f64().unwrap()).collect();
+    let tagged_gap = (f[1] - f[0]).abs();
+    let untagged_gap = (f[2] - f[0]).abs();
+    assert!(tagged_gap < 0.02, "EXIF not applied: {f:?}");
+    assert!(untagged_gap > tagged_gap, "the test image is not orientation-sensitive: {f:?}");
+}
+
+/// Inserts an APP1 Exif segment with one Orientation entry right after the JPEG's SOI marker.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = Vec::new();
+    tiff.extend_from_slice(b"MM\0\x2a\0\0\0\x08"); // big-endian TIFF header, IFD at 8
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes()); // count
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0]);
+    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xff, 0xe1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn folders_need_recursive() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("photos/nested");
+    std::fs::create_dir_all(&sub).unwrap();
+    real_faces(&sub, 2);
+    let top = dir.path().join("photos");
+    let (code, _, stderr) = run(bin().args(["predict", "--model", &dlib_model()]).arg(&top));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--recursive"), "{stderr}");
+    let (code, stdout, stderr) = run(bin().args(["predict", "-r", "--model", &dlib_model()]).arg(&top));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 2);
+}
+
+#[test]
+fn bad_models_are_clear_errors_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let face = real_faces(d, 1).remove(0);
+    let cases: Vec<(PathBuf, &str)> = {
+        let missing = d.join("nope.onnx");
+        let text = d.join("text.onnx");
+        std::fs::write(&text, b"not a model").unwrap();
+        let empty_dir = d.join("empty-model");
+        std::fs::create_dir(&empty_dir).unwrap();
+        vec![
+            (missing, "nope.onnx"),
+            (text, "text.onnx"),
+            (empty_dir, "empty-model"),
+        ]
+    };
+    for (model, needle) in cases {
+        let (code, _, stderr) = run(bin().arg("predict").arg("--model").arg(&model).arg(&face));
+        assert_eq!(code, 2, "{}: {stderr}", model.display());
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -1,0 +1,8 @@
+//! Evaluation of gender classifiers: the metrics (`metrics`), the statistics under them (`stats`), and
+//! the reports that show them. It takes plain predictions, so it evaluates any model the same way.
+
+pub mod metrics;
+pub mod stats;
+
+pub use metrics::{EvalOptions, Evaluation, Sample, evaluate};
+pub use stats::Proportion;
