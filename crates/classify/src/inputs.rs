@@ -14,9 +14,7 @@ pub struct Input {
 
 /// Files a folder walk picks up (by extension, case-insensitive); anything else in a folder is not an
 /// image the user asked about.
-const IMAGE_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff",
-];
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"];
 
 pub fn has_image_extension(path: &Path) -> bool {
     path.extension()
@@ -44,12 +42,17 @@ pub fn expand(args: &[PathBuf], recursive: bool, stdin: &mut dyn BufRead) -> Vec
             if !recursive {
                 out.push(Input {
                     path: arg.clone(),
-                    problem: Some("is a directory (use --recursive to classify the images in it)".into()),
+                    problem: Some(
+                        "is a directory (use --recursive to classify the images in it)".into(),
+                    ),
                 });
                 continue;
             }
             let mut found = 0;
-            for entry in walkdir::WalkDir::new(arg).follow_links(true).sort_by_file_name() {
+            for entry in walkdir::WalkDir::new(arg)
+                .follow_links(true)
+                .sort_by_file_name()
+            {
                 match entry {
                     Ok(e) if e.file_type().is_file() && has_image_extension(e.path()) => {
                         found += 1;
@@ -60,7 +63,10 @@ pub fn expand(args: &[PathBuf], recursive: bool, stdin: &mut dyn BufRead) -> Vec
                     }
                     Ok(_) => {}
                     Err(err) => out.push(Input {
-                        path: err.path().map(Path::to_path_buf).unwrap_or_else(|| arg.clone()),
+                        path: err
+                            .path()
+                            .map(Path::to_path_buf)
+                            .unwrap_or_else(|| arg.clone()),
                         problem: Some(err.to_string()),
                     }),
                 }
@@ -106,7 +112,10 @@ mod tests {
         assert!(flat[0].problem.as_ref().unwrap().contains("--recursive"));
 
         let deep = expand(&[sub.clone()], true, &mut &b""[..]);
-        let names: Vec<_> = deep.iter().map(|i| i.path.file_name().unwrap().to_owned()).collect();
+        let names: Vec<_> = deep
+            .iter()
+            .map(|i| i.path.file_name().unwrap().to_owned())
+            .collect();
         assert_eq!(names, ["a.PNG", "b.jpg"]);
 
         let list = format!("{}\n\n/nope.jpg\n", sub.join("b.jpg").display());

@@ -3,9 +3,11 @@
 //! `predict`, and later `eval`, `sort` and `serve`, are thin layers over this crate.
 
 pub mod inputs;
+pub mod labelled;
 pub mod model;
 pub mod run;
 
 pub use inputs::{Input, expand};
+pub use labelled::{LabelledImage, ModelRun, read_labelled, run_labelled, thumbnail_data_uri};
 pub use model::{ModelSpec, load};
 pub use run::{Outcome, Prediction, classify_inputs};

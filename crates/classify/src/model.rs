@@ -15,10 +15,16 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSpec {
     Builtin,
-    Onnx { path: PathBuf, preset: Option<String> },
+    Onnx {
+        path: PathBuf,
+        preset: Option<String>,
+    },
     Trained(PathBuf),
     HuggingFaceDir(PathBuf),
-    Hub { repo: String, revision: Option<String> },
+    Hub {
+        repo: String,
+        revision: Option<String>,
+    },
 }
 
 impl ModelSpec {
@@ -53,10 +59,7 @@ impl ModelSpec {
                 if meta.is_dir() {
                     dir_kind(&path)?
                 } else if is_onnx_name(&path) {
-                    ModelSpec::Onnx {
-                        path,
-                        preset: None,
-                    }
+                    ModelSpec::Onnx { path, preset: None }
                 } else {
                     return Err(ModelError::Format {
                         path: v.to_string(),
@@ -80,7 +83,8 @@ impl ModelSpec {
 }
 
 fn is_onnx_name(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }
 
 fn dir_kind(dir: &Path) -> Result<ModelSpec, ModelError> {
@@ -103,6 +107,10 @@ pub fn load(spec: &ModelSpec) -> Result<Box<dyn Classifier>, ModelError> {
             path: "built-in model".into(),
             reason: "this build has no built-in model yet; pass --model".into(),
         }),
+        ModelSpec::Onnx { path, preset } => Ok(Box::new(gc_onnx::OnnxClassifier::from_path(
+            path,
+            preset.as_deref(),
+        )?)),
         other => Err(ModelError::Format {
             path: format!("{other:?}"),
             reason: "this kind of model is not supported by this build yet".into(),

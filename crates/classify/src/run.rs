@@ -21,7 +21,8 @@ pub struct Prediction {
 impl Prediction {
     pub fn from_row(model: &dyn Classifier, row: &[f32]) -> Prediction {
         let probabilities = gender_probabilities(model.labels(), row);
-        let label = if probabilities[Gender::Female.index()] >= probabilities[Gender::Male.index()] {
+        let label = if probabilities[Gender::Female.index()] >= probabilities[Gender::Male.index()]
+        {
             Gender::Female
         } else {
             Gender::Male
@@ -85,16 +86,19 @@ fn decode_chunk(chunk: &[Input]) -> Vec<Decoded> {
         .map(|input| {
             let result = match &input.problem {
                 Some(p) => Err(p.clone()),
-                None => gc_pipeline::decode::decode_rgb(&input.path).map_err(|e| reason(&e)),
+                None => gc_pipeline::decode::decode_rgb(&input.path)
+                    .map_err(|e| reason(&input.path, &e)),
             };
             (input.path.clone(), result)
         })
         .collect()
 }
 
-/// The error's message without the path, which the caller prints first.
-fn reason(e: &dyn std::fmt::Display) -> String {
-    e.to_string()
+/// The error's message without the leading path, which the caller prints first.
+fn reason(path: &std::path::Path, e: &dyn std::fmt::Display) -> String {
+    let msg = e.to_string();
+    let prefix = format!("{}: ", path.display());
+    msg.strip_prefix(&prefix).map(str::to_string).unwrap_or(msg)
 }
 
 fn classify_decoded(model: &dyn Classifier, decoded: Vec<Decoded>) -> Vec<Outcome> {
@@ -115,7 +119,11 @@ fn classify_decoded(model: &dyn Classifier, decoded: Vec<Decoded>) -> Vec<Outcom
     let mut rows = match rows {
         Ok(rows) if rows.len() == views.len() => rows.into_iter(),
         Ok(rows) => {
-            let msg = format!("model returned {} results for {} images", rows.len(), views.len());
+            let msg = format!(
+                "model returned {} results for {} images",
+                rows.len(),
+                views.len()
+            );
             return fail_all(decoded, &msg);
         }
         Err(msg) => return fail_all(decoded, &msg),

@@ -38,6 +38,11 @@ pub enum Command {
     /// Classify images: the predicted class and the probability of every class.
     /// `gender-classifier PATH...` is short for `gender-classifier predict PATH...`.
     Predict(PredictArgs),
+    /// Evaluate a model on a labelled set: accuracy, calibration, accuracy by age and race, fairness
+    /// gaps, the worst failures; writes report.json, report.md and report.html.
+    Eval(EvalArgs),
+    /// The same report for several models side by side, on the same images.
+    Compare(CompareArgs),
     /// Prepare UTKFace: labels from file names, a stratified 60/20/20 split, class folders and a manifest.
     Prepare(PrepareArgs),
 }
@@ -71,6 +76,62 @@ pub struct PrepareArgs {
     /// Print the report as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The model (as for predict). Default: the built-in model.
+    #[arg(long, short)]
+    pub model: Option<String>,
+
+    /// Preprocessing preset for an .onnx model.
+    #[arg(long)]
+    pub preset: Option<String>,
+
+    #[command(flatten)]
+    pub common: EvalCommon,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// A model to compare (repeat: --model A --model B ...). `builtin` names the built-in model.
+    #[arg(long = "model", short, required = true)]
+    pub models: Vec<String>,
+
+    #[command(flatten)]
+    pub common: EvalCommon,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalCommon {
+    /// A prepared dataset (manifest.csv gives age and race) or a folder of class folders.
+    #[arg(long)]
+    pub data: PathBuf,
+
+    /// Which split of a prepared dataset.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+
+    /// Where report.json, report.md and report.html go (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// Predictions below this confidence count as "uncertain": report coverage and the accuracy on
+    /// what is kept, per group.
+    #[arg(long)]
+    pub min_confidence: Option<f64>,
+
+    /// Evaluate only the first N images (in a fixed order), for a quick look.
+    #[arg(long)]
+    pub limit: Option<usize>,
+
+    /// Images per model call.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+
+    /// How many of the most confident failures to show per model.
+    #[arg(long, default_value_t = 24)]
+    pub failures: usize,
 }
 
 #[derive(Debug, Args)]
@@ -115,7 +176,10 @@ mod tests {
     #[test]
     fn bare_paths_mean_predict() {
         assert_eq!(words(&["gc", "a.jpg"]), ["gc", "predict", "a.jpg"]);
-        assert_eq!(words(&["gc", "--json", "a.jpg"]), ["gc", "predict", "--json", "a.jpg"]);
+        assert_eq!(
+            words(&["gc", "--json", "a.jpg"]),
+            ["gc", "predict", "--json", "a.jpg"]
+        );
         assert_eq!(words(&["gc", "prepare", "x"]), ["gc", "prepare", "x"]);
         assert_eq!(words(&["gc", "--help"]), ["gc", "--help"]);
         assert_eq!(words(&["gc"]), ["gc"]);

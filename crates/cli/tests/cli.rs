@@ -33,7 +33,13 @@ fn real_faces(dir: &Path, n: usize) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let name = entry
+            .path()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let age: u32 = name.split('_').next().unwrap().parse().unwrap_or(0);
         if !(20..=60).contains(&age) || name.matches('_').count() != 3 {
             continue;
@@ -74,7 +80,11 @@ fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
 fn predict_prints_every_class_highest_first_in_input_order() {
     let dir = tempfile::tempdir().unwrap();
     let faces = real_faces(dir.path(), 5);
-    let (code, stdout, stderr) = run(bin().arg("predict").arg("--model").arg(dlib_model()).args(&faces));
+    let (code, stdout, stderr) = run(bin()
+        .arg("predict")
+        .arg("--model")
+        .arg(dlib_model())
+        .args(&faces));
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 5, "{stdout}");
@@ -94,7 +104,10 @@ fn predict_prints_every_class_highest_first_in_input_order() {
         assert_eq!(probs.len(), 2);
         assert!(probs[0] >= probs[1], "not highest first: {line}");
         assert!((probs[0] + probs[1] - 1.0).abs() < 2e-3, "{line}");
-        assert!(inner.starts_with(fields[0]), "label and first class differ: {line}");
+        assert!(
+            inner.starts_with(fields[0]),
+            "label and first class differ: {line}"
+        );
     }
 }
 
@@ -103,7 +116,11 @@ fn json_lines_and_the_bare_shorthand_and_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let faces = real_faces(dir.path(), 3);
     // `gender-classifier --json --model M PATH...` without the word predict.
-    let (code, stdout, stderr) = run(bin().arg("--json").arg("--model").arg(dlib_model()).args(&faces));
+    let (code, stdout, stderr) = run(bin()
+        .arg("--json")
+        .arg("--model")
+        .arg(dlib_model())
+        .args(&faces));
     assert_eq!(code, 0, "{stderr}");
     let rows = json_lines(&stdout);
     assert_eq!(rows.len(), 3);
@@ -123,13 +140,26 @@ fn json_lines_and_the_bare_shorthand_and_stdin() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let list: String = faces.iter().rev().map(|f| format!("{}\n", f.display())).collect();
+    let list: String = faces
+        .iter()
+        .rev()
+        .map(|f| format!("{}\n", f.display()))
+        .collect();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(list.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(list.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let rows = json_lines(&String::from_utf8_lossy(&out.stdout));
     let paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
-    let want: Vec<String> = faces.iter().rev().map(|f| f.display().to_string()).collect();
+    let want: Vec<String> = faces
+        .iter()
+        .rev()
+        .map(|f| f.display().to_string())
+        .collect();
     assert_eq!(paths, want);
 }
 
@@ -154,7 +184,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -177,7 +211,11 @@ fn bad_inputs_are_each_named_and_never_stop_the_batch() {
     let truncated = d.join("truncated.jpg");
     std::fs::write(&truncated, &good[..good.len() / 3]).unwrap();
     let pdf = d.join("document.pdf");
-    std::fs::write(&pdf, b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n").unwrap();
+    std::fs::write(
+        &pdf,
+        b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n",
+    )
+    .unwrap();
     let huge = d.join("huge.png");
     std::fs::write(&huge, huge_png()).unwrap();
 
@@ -186,12 +224,17 @@ fn bad_inputs_are_each_named_and_never_stop_the_batch() {
     args.extend(bad.iter().map(|p| p.as_path()));
     args.push(&faces[1]);
 
-    let (code, stdout, stderr) = run(bin().args(["predict", "--json", "--model", &dlib_model()]).args(&args));
+    let (code, stdout, stderr) = run(bin()
+        .args(["predict", "--json", "--model", &dlib_model()])
+        .args(&args));
     assert_eq!(code, 1, "exit code must say something failed\n{stderr}");
     let rows = json_lines(&stdout);
     assert_eq!(rows.len(), args.len(), "every input gets a line:\n{stdout}");
     assert!(rows[0]["label"].is_string());
-    assert!(rows.last().unwrap()["label"].is_string(), "the batch stopped");
+    assert!(
+        rows.last().unwrap()["label"].is_string(),
+        "the batch stopped"
+    );
     for (row, path) in rows[1..=bad.len()].iter().zip(bad) {
         assert_eq!(row["path"], path.display().to_string());
         assert!(row["error"].is_string(), "{row}");
@@ -203,7 +246,9 @@ fn bad_inputs_are_each_named_and_never_stop_the_batch() {
         assert!(line.len() > path.display().to_string().len() + 10, "{line}");
     }
     let reason = |p: &Path| {
-        rows.iter().find(|r| r["path"] == p.display().to_string()).unwrap()["error"]
+        rows.iter()
+            .find(|r| r["path"] == p.display().to_string())
+            .unwrap()["error"]
             .as_str()
             .unwrap()
             .to_lowercase()
@@ -237,7 +282,10 @@ fn odd_but_valid_images_are_classified() {
     let rows = json_lines(&stdout);
     assert_eq!(rows.len(), 6);
     // The same face in four encodings gets the same answer.
-    let female: Vec<f64> = rows.iter().map(|r| r["probabilities"]["female"].as_f64().unwrap()).collect();
+    let female: Vec<f64> = rows
+        .iter()
+        .map(|r| r["probabilities"]["female"].as_f64().unwrap())
+        .collect();
     for f in &female[1..5] {
         assert!((f - female[1]).abs() < 0.02, "{female:?}");
     }
@@ -266,11 +314,17 @@ fn exif_rotation_is_applied_before_classifying() {
         .args([&upright, &tagged, &untagged]));
     assert_eq!(code, 0, "{stderr}");
     let rows = json_lines(&stdout);
-    let f: Vec<f64> = rows.iter().map(|r| r["probabilities"]["female"].as_f64().unwrap()).collect();
+    let f: Vec<f64> = rows
+        .iter()
+        .map(|r| r["probabilities"]["female"].as_f64().unwrap())
+        .collect();
     let tagged_gap = (f[1] - f[0]).abs();
     let untagged_gap = (f[2] - f[0]).abs();
     assert!(tagged_gap < 0.02, "EXIF not applied: {f:?}");
-    assert!(untagged_gap > tagged_gap, "the test image is not orientation-sensitive: {f:?}");
+    assert!(
+        untagged_gap > tagged_gap,
+        "the test image is not orientation-sensitive: {f:?}"
+    );
 }
 
 /// Inserts an APP1 Exif segment with one Orientation entry right after the JPEG's SOI marker.
@@ -304,7 +358,9 @@ fn folders_need_recursive() {
     let (code, _, stderr) = run(bin().args(["predict", "--model", &dlib_model()]).arg(&top));
     assert_eq!(code, 1);
     assert!(stderr.contains("--recursive"), "{stderr}");
-    let (code, stdout, stderr) = run(bin().args(["predict", "-r", "--model", &dlib_model()]).arg(&top));
+    let (code, stdout, stderr) = run(bin()
+        .args(["predict", "-r", "--model", &dlib_model()])
+        .arg(&top));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 2);
 }

@@ -2,7 +2,9 @@
 //! the reports that show them. It takes plain predictions, so it evaluates any model the same way.
 
 pub mod metrics;
+pub mod report;
 pub mod stats;
 
 pub use metrics::{EvalOptions, Evaluation, Sample, evaluate};
+pub use report::{ModelResult, Report};
 pub use stats::Proportion;

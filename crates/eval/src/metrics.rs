@@ -23,7 +23,11 @@ pub struct Sample {
 
 impl Sample {
     pub fn predicted(&self) -> Gender {
-        if self.p_female >= 0.5 { Gender::Female } else { Gender::Male }
+        if self.p_female >= 0.5 {
+            Gender::Female
+        } else {
+            Gender::Male
+        }
     }
 
     /// The probability of the predicted class.
@@ -172,7 +176,8 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
         })
         .collect();
     let recalls: Vec<f64> = per_class.iter().filter_map(|c| c.recall).collect();
-    let balanced_accuracy = (!recalls.is_empty()).then(|| recalls.iter().sum::<f64>() / recalls.len() as f64);
+    let balanced_accuracy =
+        (!recalls.is_empty()).then(|| recalls.iter().sum::<f64>() / recalls.len() as f64);
     let scores: Vec<f64> = samples.iter().map(|s| s.p_female).collect();
     let is_female: Vec<bool> = samples.iter().map(|s| s.truth == Gender::Female).collect();
     let conf: Vec<f64> = samples.iter().map(|s| s.confidence()).collect();
@@ -183,8 +188,20 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
     let age = |s: &Sample| s.age.map(|a| AgeBucket::of_age(a).to_string());
     let race = |s: &Sample| s.race.map(|r| r.to_string());
     let groups = vec![
-        table("age", samples, opts, age, AgeBucket::ALL.iter().map(|a| a.to_string()).collect()),
-        table("race", samples, opts, race, Race::ALL.iter().map(|r| r.to_string()).collect()),
+        table(
+            "age",
+            samples,
+            opts,
+            age,
+            AgeBucket::ALL.iter().map(|a| a.to_string()).collect(),
+        ),
+        table(
+            "race",
+            samples,
+            opts,
+            race,
+            Race::ALL.iter().map(|r| r.to_string()).collect(),
+        ),
         table(
             "race x gender",
             samples,
@@ -227,7 +244,11 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
 /// The most confident wrong predictions among `samples`.
 pub fn worst_failures<'a>(samples: impl Iterator<Item = &'a Sample>, n: usize) -> Vec<Failure> {
     let mut wrong: Vec<&Sample> = samples.filter(|s| !s.correct()).collect();
-    wrong.sort_by(|a, b| b.confidence().total_cmp(&a.confidence()).then(a.id.cmp(&b.id)));
+    wrong.sort_by(|a, b| {
+        b.confidence()
+            .total_cmp(&a.confidence())
+            .then(a.id.cmp(&b.id))
+    });
     wrong
         .into_iter()
         .take(n)
@@ -242,7 +263,10 @@ pub fn worst_failures<'a>(samples: impl Iterator<Item = &'a Sample>, n: usize) -
         .collect()
 }
 
-fn abstain(samples: &[Sample], min_confidence: Option<f64>) -> (Option<Proportion>, Option<Proportion>) {
+fn abstain(
+    samples: &[Sample],
+    min_confidence: Option<f64>,
+) -> (Option<Proportion>, Option<Proportion>) {
     let Some(t) = min_confidence else {
         return (None, None);
     };
@@ -311,7 +335,11 @@ fn row(group: String, members: &[Sample], opts: &EvalOptions) -> GroupRow {
     }
 }
 
-fn gap(rows: &[GroupRow], opts: &EvalOptions, rate: impl Fn(&GroupRow) -> &Proportion) -> Option<Gap> {
+fn gap(
+    rows: &[GroupRow],
+    opts: &EvalOptions,
+    rate: impl Fn(&GroupRow) -> &Proportion,
+) -> Option<Gap> {
     let eligible: Vec<(&str, f64)> = rows
         .iter()
         .filter_map(|r| {
@@ -351,11 +379,11 @@ mod tests {
     /// Six made-up predictions, computed by hand below.
     fn six() -> Vec<Sample> {
         vec![
-            s("a", F, 0.9, 25, White), // right, conf 0.9
-            s("b", F, 0.3, 25, White), // wrong (says male), conf 0.7
-            s("c", M, 0.2, 35, White), // right, conf 0.8
-            s("d", M, 0.6, 1, Black),  // wrong (says female), conf 0.6
-            s("e", M, 0.1, 1, Black),  // right, conf 0.9
+            s("a", F, 0.9, 25, White),  // right, conf 0.9
+            s("b", F, 0.3, 25, White),  // wrong (says male), conf 0.7
+            s("c", M, 0.2, 35, White),  // right, conf 0.8
+            s("d", M, 0.6, 1, Black),   // wrong (says female), conf 0.6
+            s("e", M, 0.1, 1, Black),   // right, conf 0.9
             s("f", F, 0.95, 72, Asian), // right, conf 0.95
         ]
     }
@@ -414,7 +442,10 @@ mod tests {
         assert!(close(gap.value, 0.5));
         assert_eq!((gap.low.as_str(), gap.high.as_str()), ("black", "asian"));
         // Predicted female: white 1/3 (a), black 1/2 (d), asian 1/1 (f): gap 2/3.
-        assert!(close(race.gaps.demographic_parity.as_ref().unwrap().value, 2.0 / 3.0));
+        assert!(close(
+            race.gaps.demographic_parity.as_ref().unwrap().value,
+            2.0 / 3.0
+        ));
         // TPR: white 1/2, asian 1/1 -> 0.5; FPR: white 0/1, black 1/2 -> 0.5.
         assert!(close(race.gaps.tpr.as_ref().unwrap().value, 0.5));
         assert!(close(race.gaps.fpr.as_ref().unwrap().value, 0.5));
@@ -423,7 +454,11 @@ mod tests {
         let baby = age.rows.iter().find(|r| r.group == "0-2").unwrap();
         assert_eq!((baby.accuracy.k, baby.n), (1, 2));
         let cross = e.groups.iter().find(|g| g.by == "race x gender").unwrap();
-        let wf = cross.rows.iter().find(|r| r.group == "white female").unwrap();
+        let wf = cross
+            .rows
+            .iter()
+            .find(|r| r.group == "white female")
+            .unwrap();
         assert_eq!((wf.accuracy.k, wf.n), (1, 2));
     }
 
@@ -438,7 +473,10 @@ mod tests {
         );
         let race = e.groups.iter().find(|g| g.by == "race").unwrap();
         // Asian (n=1) is out: white 2/3 vs black 1/2.
-        assert!(close(race.gaps.accuracy.as_ref().unwrap().value, 2.0 / 3.0 - 0.5));
+        assert!(close(
+            race.gaps.accuracy.as_ref().unwrap().value,
+            2.0 / 3.0 - 0.5
+        ));
         let e = evaluate(&six()[..1], &opts());
         assert_eq!(e.groups[1].gaps.accuracy, None, "one group has no gap");
     }

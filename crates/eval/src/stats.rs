@@ -65,7 +65,12 @@ pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
     if n_pos == 0.0 || n_neg == 0.0 {
         return None;
     }
-    let rank_sum: f64 = ranks.iter().zip(positive).filter(|(_, p)| **p).map(|(r, _)| r).sum();
+    let rank_sum: f64 = ranks
+        .iter()
+        .zip(positive)
+        .filter(|(_, p)| **p)
+        .map(|(r, _)| r)
+        .sum();
     Some((rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg))
 }
 
@@ -83,7 +88,11 @@ pub struct ReliabilityBin {
 
 /// Expected calibration error over `bins` equal-width bins of the predicted class's confidence
 /// (the usual top-label ECE), with the bins for the diagram. Confidence 1.0 falls in the last bin.
-pub fn calibration(confidence: &[f64], correct: &[bool], bins: usize) -> (Option<f64>, Vec<ReliabilityBin>) {
+pub fn calibration(
+    confidence: &[f64],
+    correct: &[bool],
+    bins: usize,
+) -> (Option<f64>, Vec<ReliabilityBin>) {
     let bins = bins.max(1);
     let mut sum_conf = vec![0.0; bins];
     let mut sum_acc = vec![0.0; bins];

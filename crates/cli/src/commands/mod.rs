@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+mod eval;
 mod predict;
 mod prepare;
 
@@ -9,6 +10,8 @@ use crate::args::Command;
 pub fn run(command: Command) -> anyhow::Result<Status> {
     match command {
         Command::Predict(args) => predict::run(args),
+        Command::Eval(args) => eval::run_eval(args),
+        Command::Compare(args) => eval::run_compare(args),
         Command::Prepare(args) => prepare::run(args),
     }
 }

@@ -37,7 +37,10 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
         }
     }
     if failed > 0 {
-        eprintln!("{failed} of {} inputs could not be classified", inputs.len());
+        eprintln!(
+            "{failed} of {} inputs could not be classified",
+            inputs.len()
+        );
         Ok(Status::SomeFailed)
     } else {
         Ok(Status::Success)
@@ -67,7 +70,12 @@ pub fn text_line(path: &str, p: &Prediction) -> String {
         .iter()
         .map(|(name, v)| format!("{name} {v:.3}"))
         .collect();
-    format!("{path}  {}  {:.3}  ({})", p.label, p.confidence(), all.join(", "))
+    format!(
+        "{path}  {}  {:.3}  ({})",
+        p.label,
+        p.confidence(),
+        all.join(", ")
+    )
 }
 
 pub fn json_line(path: &str, p: &Prediction) -> serde_json::Value {

@@ -1,0 +1,133 @@
+//! `gender-classifier eval` and `compare`: run models over a labelled set and write the report.
+
+use crate::Status;
+use crate::args::{CompareArgs, EvalArgs, EvalCommon};
+use anyhow::Context;
+use gc_classify::{ModelSpec, read_labelled, run_labelled, thumbnail_data_uri};
+use gc_eval::{EvalOptions, ModelResult, Report, evaluate};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::Path;
+
+pub fn run_eval(args: EvalArgs) -> anyhow::Result<Status> {
+    run(&[(args.model, args.preset)], &args.common)
+}
+
+pub fn run_compare(args: CompareArgs) -> anyhow::Result<Status> {
+    let models: Vec<(Option<String>, Option<String>)> = args
+        .models
+        .into_iter()
+        .map(|m| (if m == "builtin" { None } else { Some(m) }, None))
+        .collect();
+    run(&models, &args.common)
+}
+
+fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::Result<Status> {
+    let mut images = read_labelled(&c.data, &c.split)?;
+    if let Some(n) = c.limit {
+        images.truncate(n);
+    }
+    let opts = EvalOptions {
+        min_confidence: c.min_confidence,
+        failures: c.failures,
+        ..EvalOptions::default()
+    };
+    let mut results = Vec::new();
+    let mut skipped = Vec::new();
+    for (value, preset) in models {
+        let spec = ModelSpec::parse(value.as_deref(), preset.as_deref())?;
+        let model = gc_classify::load(&spec).with_context(|| {
+            format!(
+                "loading {}",
+                value.as_deref().unwrap_or("the built-in model")
+            )
+        })?;
+        let bar = bar(images.len() as u64, model.name());
+        let run = run_labelled(
+            model.as_ref(),
+            &images,
+            c.batch_size.unwrap_or_else(|| model.preferred_batch()),
+            &|| bar.inc(1),
+        );
+        bar.finish_and_clear();
+        let evaluation = evaluate(&run.samples, &opts);
+        eprintln!(
+            "{}: accuracy {} on {} images, {:.1} images/s, {} could not be classified",
+            model.name(),
+            evaluation
+                .accuracy
+                .value
+                .map(|v| format!("{:.2}%", v * 100.0))
+                .unwrap_or_default(),
+            evaluation.n,
+            run.images_per_second,
+            run.skipped.len()
+        );
+        skipped.extend(
+            run.skipped
+                .into_iter()
+                .map(|(p, w)| (p, format!("{}: {w}", model.name()))),
+        );
+        results.push(ModelResult {
+            name: model.name().to_string(),
+            evaluation,
+            images_per_second: Some(run.images_per_second),
+        });
+    }
+    let report = Report {
+        title: if results.len() == 1 {
+            format!("Evaluation of {}", results[0].name)
+        } else {
+            "Comparison of gender classifiers".into()
+        },
+        data: format!(
+            "Data: {} (split {}), {} images. Positive class for the rates: female. Intervals: 95% Wilson. Gaps leave out groups under {} images.",
+            c.data.display(),
+            c.split,
+            images.len(),
+            opts.min_group_for_gaps
+        ),
+        models: results,
+        skipped,
+    };
+    let thumbs: HashMap<String, String> = report
+        .models
+        .iter()
+        .flat_map(|m| m.evaluation.failures.iter().map(|f| f.id.clone()))
+        .filter_map(|id| thumbnail_data_uri(Path::new(&id), 128).map(|uri| (id, uri)))
+        .collect();
+    std::fs::create_dir_all(&c.out).with_context(|| format!("creating {}", c.out.display()))?;
+    write_atomic(&c.out.join("report.json"), report.to_json().as_bytes())?;
+    write_atomic(&c.out.join("report.md"), report.to_markdown().as_bytes())?;
+    write_atomic(
+        &c.out.join("report.html"),
+        report.to_html(&thumbs).as_bytes(),
+    )?;
+    println!("{}", c.out.join("report.html").display());
+    Ok(if report.skipped.is_empty() {
+        Status::Success
+    } else {
+        Status::SomeFailed
+    })
+}
+
+fn bar(total: u64, name: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(total)
+        .with_style(
+            ProgressStyle::with_template("{msg:20} {bar:40} {pos}/{len} {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+        .with_message(name.to_string())
+}
+
+/// Reports are written under a temporary name and renamed, so a reader never sees half a report.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

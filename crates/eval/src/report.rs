@@ -1,0 +1,468 @@
+//! The reports: `report.json` (everything, for machines), `report.md` (tables, for people and diffs)
+//! and `report.html` (one self-contained file: charts as inline SVG, failure thumbnails as data URIs,
+//! so it opens in a browser with no server). One column per model, so `eval` is a `compare` of one.
+
+use crate::metrics::{Evaluation, Failure, GroupTable};
+use crate::stats::{Proportion, ReliabilityBin};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// Everything a report shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub title: String,
+    /// What was evaluated: dataset folder, split, image count.
+    pub data: String,
+    pub models: Vec<ModelResult>,
+    /// Inputs that could not be classified, with why.
+    pub skipped: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelResult {
+    pub name: String,
+    pub evaluation: Evaluation,
+    /// Images per second, end to end (decode + model).
+    pub images_per_second: Option<f64>,
+}
+
+fn pct(p: Option<f64>) -> String {
+    p.map(|v| format!("{:.1}%", v * 100.0))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn num(p: Option<f64>, digits: usize) -> String {
+    p.map(|v| format!("{v:.digits$}"))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn prop(p: &Proportion) -> String {
+    match (p.value, p.ci95) {
+        (Some(v), Some([lo, hi])) => {
+            format!("{:.1}% [{:.1}, {:.1}]", v * 100.0, lo * 100.0, hi * 100.0)
+        }
+        _ => "–".into(),
+    }
+}
+
+/// Rows of the overall table: label, and the value for one model.
+type Metric = (&'static str, fn(&ModelResult) -> String);
+
+fn overall_metrics() -> Vec<Metric> {
+    vec![
+        ("images", |m| m.evaluation.n.to_string()),
+        ("accuracy [95% CI]", |m| prop(&m.evaluation.accuracy)),
+        ("balanced accuracy", |m| pct(m.evaluation.balanced_accuracy)),
+        ("female precision", |m| {
+            pct(m.evaluation.per_class[0].precision)
+        }),
+        ("female recall", |m| pct(m.evaluation.per_class[0].recall)),
+        ("female F1", |m| num(m.evaluation.per_class[0].f1, 3)),
+        ("male precision", |m| {
+            pct(m.evaluation.per_class[1].precision)
+        }),
+        ("male recall", |m| pct(m.evaluation.per_class[1].recall)),
+        ("male F1", |m| num(m.evaluation.per_class[1].f1, 3)),
+        ("ROC AUC", |m| num(m.evaluation.roc_auc, 4)),
+        ("expected calibration error", |m| num(m.evaluation.ece, 4)),
+        ("coverage at min confidence", |m| {
+            m.evaluation
+                .coverage
+                .as_ref()
+                .map(prop)
+                .unwrap_or_else(|| "–".into())
+        }),
+        ("accuracy on covered", |m| {
+            m.evaluation
+                .selective_accuracy
+                .as_ref()
+                .map(prop)
+                .unwrap_or_else(|| "–".into())
+        }),
+        ("images/s", |m| num(m.images_per_second, 1)),
+    ]
+}
+
+impl Report {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# {}\n\n{}\n", self.title, self.data);
+        let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+        md_header(&mut s, "metric", &names);
+        for (label, f) in overall_metrics() {
+            let cells: Vec<String> = self.models.iter().map(f).collect();
+            md_row(&mut s, label, &cells);
+        }
+        for m in &self.models {
+            let c = m.evaluation.confusion;
+            let _ = writeln!(
+                s,
+                "\n**{}**, confusion matrix (rows: truth, columns: predicted)\n\n| | female | male |\n| --- | --- | --- |\n| female | {} | {} |\n| male | {} | {} |",
+                m.name, c[0][0], c[0][1], c[1][0], c[1][1]
+            );
+        }
+        if let Some(first) = self.models.first() {
+            for (t, table) in first.evaluation.groups.iter().enumerate() {
+                let _ = writeln!(s, "\n## Accuracy by {}\n", table.by);
+                let mut cols = vec!["n".to_string()];
+                cols.extend(names.iter().map(|n| format!("{n} accuracy [95% CI]")));
+                let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+                md_header(&mut s, "group", &cols);
+                for (r, row) in table.rows.iter().enumerate() {
+                    let mut cells = vec![row.n.to_string()];
+                    cells.extend(
+                        self.models
+                            .iter()
+                            .map(|m| prop(&m.evaluation.groups[t].rows[r].accuracy)),
+                    );
+                    md_row(&mut s, &row.group, &cells);
+                }
+                let _ = writeln!(s);
+                md_header(&mut s, "gap (largest minus smallest)", &names);
+                for (label, pick) in GAPS {
+                    let cells: Vec<String> = self
+                        .models
+                        .iter()
+                        .map(|m| gap_text(pick(&m.evaluation.groups[t])))
+                        .collect();
+                    md_row(&mut s, label, &cells);
+                }
+            }
+        }
+        for m in &self.models {
+            let _ = writeln!(s, "\n## Most confident failures: {}\n", m.name);
+            md_header(
+                &mut s,
+                "image",
+                &["truth", "predicted", "confidence", "age", "race"],
+            );
+            for f in &m.evaluation.failures {
+                md_row(&mut s, &f.id, &failure_cells(f));
+            }
+        }
+        if !self.skipped.is_empty() {
+            let _ = writeln!(s, "\n## Images that could not be classified\n");
+            for (path, why) in &self.skipped {
+                let _ = writeln!(s, "- `{path}`: {why}");
+            }
+        }
+        s
+    }
+
+    /// The HTML page; `thumbnails` maps a failure's id to a `data:` URI.
+    pub fn to_html(&self, thumbnails: &HashMap<String, String>) -> String {
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{CSS}</style></head><body><h1>{}</h1><p>{}</p>",
+            esc(&self.title),
+            esc(&self.title),
+            esc(&self.data)
+        );
+        let _ = write!(s, "<h2>Overall</h2><table><tr><th>metric</th>");
+        for m in &self.models {
+            let _ = write!(s, "<th>{}</th>", esc(&m.name));
+        }
+        let _ = write!(s, "</tr>");
+        for (label, f) in overall_metrics() {
+            let _ = write!(s, "<tr><td>{label}</td>");
+            for m in &self.models {
+                let _ = write!(s, "<td>{}</td>", esc(&f(m)));
+            }
+            let _ = write!(s, "</tr>");
+        }
+        let _ = write!(s, "</table><h2>Calibration</h2><div class=\"charts\">");
+        for m in &self.models {
+            let _ = write!(
+                s,
+                "<figure>{}<figcaption>{}: reliability diagram, ECE {}</figcaption></figure>",
+                reliability_svg(&m.evaluation.reliability),
+                esc(&m.name),
+                num(m.evaluation.ece, 4)
+            );
+        }
+        let _ = write!(s, "</div>");
+        if let Some(first) = self.models.first() {
+            for (t, table) in first.evaluation.groups.iter().enumerate() {
+                let _ = write!(
+                    s,
+                    "<h2>Accuracy by {}</h2><div class=\"charts\">",
+                    esc(&table.by)
+                );
+                for m in &self.models {
+                    let g = &m.evaluation.groups[t];
+                    let _ = write!(
+                        s,
+                        "<figure>{}<figcaption>{}: accuracy with 95% Wilson intervals; gap {}</figcaption></figure>",
+                        group_svg(g),
+                        esc(&m.name),
+                        esc(&gap_text(g.gaps.accuracy.as_ref()))
+                    );
+                }
+                let _ = write!(s, "</div><table><tr><th>gap</th>");
+                for m in &self.models {
+                    let _ = write!(s, "<th>{}</th>", esc(&m.name));
+                }
+                let _ = write!(s, "</tr>");
+                for (label, pick) in GAPS {
+                    let _ = write!(s, "<tr><td>{label}</td>");
+                    for m in &self.models {
+                        let _ = write!(
+                            s,
+                            "<td>{}</td>",
+                            esc(&gap_text(pick(&m.evaluation.groups[t])))
+                        );
+                    }
+                    let _ = write!(s, "</tr>");
+                }
+                let _ = write!(s, "</table>");
+            }
+        }
+        for m in &self.models {
+            let _ = write!(
+                s,
+                "<h2>Most confident failures: {}</h2><div class=\"gallery\">",
+                esc(&m.name)
+            );
+            for f in &m.evaluation.failures {
+                let img = thumbnails
+                    .get(&f.id)
+                    .map(|uri| format!("<img src=\"{uri}\" alt=\"\">"))
+                    .unwrap_or_default();
+                let c = failure_cells(f);
+                let _ = write!(
+                    s,
+                    "<figure>{img}<figcaption>truth {}, said {} ({})<br>age {}, {}<br><small>{}</small></figcaption></figure>",
+                    c[0],
+                    c[1],
+                    c[2],
+                    c[3],
+                    c[4],
+                    esc(f.id.rsplit('/').next().unwrap_or(&f.id))
+                );
+            }
+            let _ = write!(s, "</div>");
+        }
+        if !self.skipped.is_empty() {
+            let _ = write!(s, "<h2>Images that could not be classified</h2><ul>");
+            for (path, why) in &self.skipped {
+                let _ = write!(s, "<li><code>{}</code>: {}</li>", esc(path), esc(why));
+            }
+            let _ = write!(s, "</ul>");
+        }
+        s.push_str("</body></html>\n");
+        s
+    }
+}
+
+type GapPick = fn(&GroupTable) -> Option<&crate::metrics::Gap>;
+const GAPS: [(&str, GapPick); 4] = [
+    ("accuracy", |g| g.gaps.accuracy.as_ref()),
+    ("true-positive rate (women said female)", |g| {
+        g.gaps.tpr.as_ref()
+    }),
+    ("false-positive rate (men said female)", |g| {
+        g.gaps.fpr.as_ref()
+    }),
+    ("rate of saying female (demographic parity)", |g| {
+        g.gaps.demographic_parity.as_ref()
+    }),
+];
+
+fn gap_text(g: Option<&crate::metrics::Gap>) -> String {
+    g.map(|g| format!("{:.1} pts ({} to {})", g.value * 100.0, g.low, g.high))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn failure_cells(f: &Failure) -> Vec<String> {
+    vec![
+        f.truth.to_string(),
+        f.predicted.to_string(),
+        format!("{:.3}", f.confidence),
+        f.age.map(|a| a.to_string()).unwrap_or_else(|| "–".into()),
+        f.race.map(|r| r.to_string()).unwrap_or_else(|| "–".into()),
+    ]
+}
+
+fn md_header(s: &mut String, first: &str, cols: &[&str]) {
+    let _ = writeln!(s, "| {first} | {} |", cols.join(" | "));
+    let _ = writeln!(s, "|{}", " --- |".repeat(cols.len() + 1));
+}
+
+fn md_row(s: &mut String, first: &str, cells: &[String]) {
+    let _ = writeln!(
+        s,
+        "| {} | {} |",
+        first.replace('|', "\\|"),
+        cells.join(" | ")
+    );
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}\
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
+td:first-child,th:first-child{text-align:left}.charts,.gallery{display:flex;flex-wrap:wrap;gap:1em}\
+figure{margin:0}figcaption{font-size:12px;color:#555;max-width:420px}.gallery figure{width:140px}\
+.gallery img{width:128px;height:128px;object-fit:cover;display:block}";
+
+/// Accuracy per group as horizontal bars with Wilson interval whiskers, 0 to 100%.
+fn group_svg(table: &GroupTable) -> String {
+    let (w, row_h, label_w) = (420.0, 18.0, 110.0);
+    let h = row_h * table.rows.len() as f64 + 24.0;
+    let bar_w = w - label_w - 50.0;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" role=\"img\">"
+    );
+    for (i, r) in table.rows.iter().enumerate() {
+        let y = i as f64 * row_h + 4.0;
+        let _ = write!(
+            s,
+            "<text x=\"0\" y=\"{}\" font-size=\"11\">{} (n={})</text>",
+            y + 12.0,
+            esc(&r.group),
+            r.n
+        );
+        if let (Some(v), Some([lo, hi])) = (r.accuracy.value, r.accuracy.ci95) {
+            let _ = write!(
+                s,
+                "<rect x=\"{label_w}\" y=\"{y}\" width=\"{:.1}\" height=\"{}\" fill=\"#4a7fb5\"/>\
+                 <line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\"/>\
+                 <text x=\"{:.1}\" y=\"{}\" font-size=\"11\">{:.1}%</text>",
+                v * bar_w,
+                row_h - 4.0,
+                label_w + lo * bar_w,
+                label_w + hi * bar_w,
+                y + (row_h - 4.0) / 2.0,
+                y + (row_h - 4.0) / 2.0,
+                label_w + bar_w + 4.0,
+                y + 12.0,
+                v * 100.0
+            );
+        }
+    }
+    let axis = h - 8.0;
+    let _ = write!(
+        s,
+        "<text x=\"{label_w}\" y=\"{axis}\" font-size=\"10\">0%</text><text x=\"{:.1}\" y=\"{axis}\" font-size=\"10\">100%</text></svg>",
+        label_w + bar_w - 24.0
+    );
+    s
+}
+
+/// Accuracy against confidence per bin, with the diagonal of perfect calibration.
+fn reliability_svg(bins: &[ReliabilityBin]) -> String {
+    let (size, pad) = (240.0, 30.0);
+    let inner = size - 2.0 * pad;
+    let x = |v: f64| pad + v * inner;
+    let y = |v: f64| size - pad - v * inner;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{size}\" height=\"{size}\" role=\"img\">\
+         <rect x=\"{pad}\" y=\"{pad}\" width=\"{inner}\" height=\"{inner}\" fill=\"none\" stroke=\"#999\"/>\
+         <line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#bbb\" stroke-dasharray=\"4\"/>",
+        x(0.0),
+        y(0.0),
+        x(1.0),
+        y(1.0)
+    );
+    for b in bins {
+        if let Some(acc) = b.accuracy {
+            let _ = write!(
+                s,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#4a7fb5\" opacity=\"0.8\"><title>{}-{}: n={}, accuracy {:.3}, confidence {:.3}</title></rect>",
+                x(b.lower) + 1.0,
+                y(acc),
+                (b.upper - b.lower) * inner - 2.0,
+                acc * inner,
+                b.lower,
+                b.upper,
+                b.count,
+                acc,
+                b.confidence.unwrap_or(0.0)
+            );
+        }
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{pad}\" y=\"{}\" font-size=\"10\">confidence</text><text x=\"2\" y=\"{}\" font-size=\"10\">acc</text></svg>",
+        size - 8.0,
+        pad + 10.0
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{EvalOptions, Sample, evaluate};
+    use gc_core::{Gender, Race};
+
+    fn report() -> Report {
+        let samples = vec![
+            Sample {
+                id: "a/<b>.jpg".into(),
+                truth: Gender::Female,
+                p_female: 0.2,
+                age: Some(30),
+                race: Some(Race::Black),
+            },
+            Sample {
+                id: "c.jpg".into(),
+                truth: Gender::Male,
+                p_female: 0.1,
+                age: Some(1),
+                race: Some(Race::White),
+            },
+        ];
+        Report {
+            title: "t".into(),
+            data: "d".into(),
+            models: vec![ModelResult {
+                name: "m".into(),
+                evaluation: evaluate(&samples, &EvalOptions::default()),
+                images_per_second: Some(10.0),
+            }],
+            skipped: vec![("x.jpg".into(), "empty file".into())],
+        }
+    }
+
+    #[test]
+    fn markdown_holds_the_numbers() {
+        let md = report().to_markdown();
+        assert!(md.contains("| accuracy [95% CI] | 50.0% ["), "{md}");
+        assert!(md.contains("| female | 0 | 1 |"), "{md}");
+        assert!(md.contains("## Accuracy by race"));
+        assert!(md.contains("`x.jpg`: empty file"));
+    }
+
+    #[test]
+    fn html_is_escaped_and_self_contained() {
+        let mut thumbs = HashMap::new();
+        thumbs.insert(
+            "a/<b>.jpg".to_string(),
+            "data:image/jpeg;base64,AAAA".to_string(),
+        );
+        let html = report().to_html(&thumbs);
+        assert!(html.contains("&lt;b&gt;.jpg"));
+        assert!(!html.contains("<b>.jpg"));
+        assert!(html.contains("<img src=\"data:image/jpeg;base64,AAAA\""));
+        assert!(html.contains("<svg"));
+        assert!(
+            !html.contains("http://")
+                || html.matches("http://").count()
+                    == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
+        );
+        let json: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+        assert_eq!(json["models"][0]["evaluation"]["n"], 2);
+    }
+}
