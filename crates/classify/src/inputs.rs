@@ -107,11 +107,11 @@ mod tests {
         std::fs::write(sub.join("a.PNG"), b"x").unwrap();
         std::fs::write(sub.join("notes.txt"), b"x").unwrap();
 
-        let flat = expand(&[sub.clone()], false, &mut &b""[..]);
+        let flat = expand(std::slice::from_ref(&sub), false, &mut &b""[..]);
         assert_eq!(flat.len(), 1);
         assert!(flat[0].problem.as_ref().unwrap().contains("--recursive"));
 
-        let deep = expand(&[sub.clone()], true, &mut &b""[..]);
+        let deep = expand(std::slice::from_ref(&sub), true, &mut &b""[..]);
         let names: Vec<_> = deep
             .iter()
             .map(|i| i.path.file_name().unwrap().to_owned())

@@ -2,9 +2,11 @@
 //! which files the user means, and the batched, ordered, failure-tolerant run over them. The CLI's
 //! `predict`, and later `eval`, `sort` and `serve`, are thin layers over this crate.
 
+pub mod builtin;
 pub mod inputs;
 pub mod labelled;
 pub mod model;
+pub mod photos;
 pub mod run;
 
 pub use inputs::{Input, expand};

@@ -2,7 +2,7 @@
 //!
 //! | value | model |
 //! | --- | --- |
-//! | (none) | the built-in model, embedded in the binary |
+//! | (none), `builtin` | the built-in model, embedded in the binary |
 //! | `path/to/file.onnx` | an ONNX classifier run with tract, preprocessing from a JSON spec beside it or a preset |
 //! | `path/to/dir` with `model.json` | a model trained by `gender-classifier train` |
 //! | `path/to/dir` with `config.json` | a Hugging Face image-classification checkpoint |
@@ -31,7 +31,7 @@ impl ModelSpec {
     /// Resolves a `--model` value (and `--preset`, which only ONNX files take).
     pub fn parse(value: Option<&str>, preset: Option<&str>) -> Result<ModelSpec, ModelError> {
         let spec = match value {
-            None => ModelSpec::Builtin,
+            None | Some("builtin") | Some("built-in") => ModelSpec::Builtin,
             Some(v) if v.starts_with("hf:") => {
                 let rest = &v[3..];
                 let (repo, revision) = match rest.split_once('@') {
@@ -103,18 +103,17 @@ fn dir_kind(dir: &Path) -> Result<ModelSpec, ModelError> {
 /// Loads the model a spec names.
 pub fn load(spec: &ModelSpec) -> Result<Box<dyn Classifier>, ModelError> {
     match spec {
-        ModelSpec::Builtin => Err(ModelError::File {
-            path: "built-in model".into(),
-            reason: "this build has no built-in model yet; pass --model".into(),
-        }),
+        ModelSpec::Builtin => Ok(Box::new(crate::builtin::load()?)),
         ModelSpec::Onnx { path, preset } => Ok(Box::new(gc_onnx::OnnxClassifier::from_path(
             path,
             preset.as_deref(),
         )?)),
-        other => Err(ModelError::Format {
-            path: format!("{other:?}"),
-            reason: "this kind of model is not supported by this build yet".into(),
-        }),
+        ModelSpec::Trained(dir) => Ok(Box::new(gc_train::load_model(dir)?)),
+        ModelSpec::HuggingFaceDir(dir) => Ok(Box::new(gc_hf::HfClassifier::from_dir(dir)?)),
+        ModelSpec::Hub { repo, revision } => Ok(Box::new(gc_hf::HfClassifier::from_hub(
+            repo,
+            revision.as_deref(),
+        )?)),
     }
 }
 
@@ -126,6 +125,10 @@ mod tests {
     fn values_resolve_to_kinds() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(ModelSpec::parse(None, None).unwrap(), ModelSpec::Builtin);
+        assert_eq!(
+            ModelSpec::parse(Some("builtin"), None).unwrap(),
+            ModelSpec::Builtin
+        );
         assert_eq!(
             ModelSpec::parse(Some("hf:owner/name@v2"), None).unwrap(),
             ModelSpec::Hub {

@@ -95,7 +95,7 @@ fn decode_chunk(chunk: &[Input]) -> Vec<Decoded> {
 }
 
 /// The error's message without the leading path, which the caller prints first.
-fn reason(path: &std::path::Path, e: &dyn std::fmt::Display) -> String {
+pub(crate) fn reason(path: &std::path::Path, e: &dyn std::fmt::Display) -> String {
     let msg = e.to_string();
     let prefix = format!("{}: ", path.display());
     msg.strip_prefix(&prefix).map(str::to_string).unwrap_or(msg)

@@ -45,6 +45,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Prepare UTKFace: labels from file names, a stratified 60/20/20 split, class folders and a manifest.
     Prepare(PrepareArgs),
+    /// Train one of our architectures (the notebook CNN or EfficientNet-Lite0) on a prepared dataset.
+    Train(crate::commands::train::TrainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +162,28 @@ pub struct PredictArgs {
     /// Images per model call (default: what the model prefers).
     #[arg(long)]
     pub batch_size: Option<usize>,
+
+    /// A face detector (.onnx): UltraFace (`ultraface-rfb-320.onnx`, `ultraface-slim-320.onnx`) or
+    /// YuNet (`yunet-n-dynamic.onnx`), recognised from the file name or named with
+    /// --detector-kind. With it, photos are classified face by face.
+    #[arg(long, env = "GC_DETECTOR", value_name = "ONNX")]
+    pub detector: Option<PathBuf>,
+
+    /// The detector's family when its file name does not say: ultraface, ultraface-slim, yunet.
+    #[arg(long, value_name = "KIND")]
+    pub detector_kind: Option<String>,
+
+    /// When to look for faces (needs --detector): auto (unless the image is a small, square face
+    /// crop), always, or never (the whole image is one face).
+    #[arg(long, value_enum, default_value_t = Detect::Auto)]
+    pub detect: Detect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Detect {
+    Auto,
+    Always,
+    Never,
 }
 
 #[cfg(test)]

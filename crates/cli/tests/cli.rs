@@ -401,3 +401,137 @@ fn bad_models_are_clear_errors_with_exit_2() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn the_built_in_model_is_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let faces = real_faces(dir.path(), 3);
+    let (code, stdout, stderr) = run(bin().arg("--json").args(&faces));
+    assert_eq!(code, 0, "{stderr}");
+    let rows = json_lines(&stdout);
+    assert_eq!(rows.len(), 3);
+    for (row, face) in rows.iter().zip(&faces) {
+        assert_eq!(row["path"], face.display().to_string());
+        let p = &row["probabilities"];
+        let (f, m) = (p["female"].as_f64().unwrap(), p["male"].as_f64().unwrap());
+        assert!((f + m - 1.0).abs() < 1e-5, "{row}");
+        assert_eq!(row["label"], if f >= m { "female" } else { "male" });
+    }
+    // `--model builtin` names the same model.
+    let (code, again, _) = run(bin()
+        .args(["predict", "--json", "--model", "builtin"])
+        .args(&faces));
+    assert_eq!(code, 0);
+    assert_eq!(again, stdout);
+}
+
+/// The numeric user id this test runs as (`id -u`).
+fn effective_uid() -> u32 {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn an_unreadable_file_is_named_and_the_others_classified() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Others must be able to enter the folder and run the copy of the binary (for the root case).
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let faces = real_faces(d, 2);
+    for f in &faces {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let locked = d.join("locked.jpg");
+    std::fs::copy(&faces[0], &locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+
+    // Root reads any file whatever its mode, so as root the binary runs as `nobody` (setpriv from
+    // util-linux), from a copy outside root's home where the build may live.
+    let mut cmd = if effective_uid() == 0 {
+        let exe = d.join("gender-classifier");
+        std::fs::copy(env!("CARGO_BIN_EXE_gender-classifier"), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(exe);
+        c
+    } else {
+        bin()
+    };
+    let (code, stdout, stderr) = run(cmd
+        .current_dir(d)
+        .args(["predict", "--json"])
+        .arg(&faces[0])
+        .arg(&locked)
+        .arg(&faces[1]));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let rows = json_lines(&stdout);
+    assert_eq!(rows.len(), 3, "{stdout}\n{stderr}");
+    assert!(rows[0]["label"].is_string() && rows[2]["label"].is_string());
+    assert_eq!(rows[1]["path"], locked.display().to_string());
+    let reason = rows[1]["error"].as_str().unwrap().to_lowercase();
+    assert!(reason.contains("permission denied"), "{reason}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("{}: error: ", locked.display()))
+                && l.to_lowercase().contains("permission denied")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn photos_are_classified_face_by_face_with_a_detector() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = shared("photos/group-6-people.jpg");
+    let crop = real_faces(dir.path(), 1).remove(0);
+    // A photo with no face: a smooth gradient, larger than a face crop.
+    let blank = dir.path().join("blank.png");
+    image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x / 3) as u8, (y / 2) as u8, ((x + y) / 5) as u8])
+    })
+    .save(&blank)
+    .unwrap();
+    let detector = shared("models/detect/yunet-n-dynamic.onnx");
+
+    let (code, stdout, stderr) = run(bin()
+        .arg("--json")
+        .arg("--detector")
+        .arg(&detector)
+        .args([&group, &blank, &crop]));
+    assert_eq!(code, 0, "{stderr}");
+    let rows = json_lines(&stdout);
+    assert_eq!(rows.len(), 3, "{stdout}");
+    let faces = rows[0]["faces"]
+        .as_array()
+        .expect("faces of the group photo");
+    assert_eq!(faces.len(), 6, "{}", rows[0]);
+    for face in faces {
+        let b: Vec<f64> = face["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(b.len() == 4 && b[2] > 10.0 && b[3] > 10.0, "{face}");
+        let p = &face["probabilities"];
+        let sum = p["female"].as_f64().unwrap() + p["male"].as_f64().unwrap();
+        assert!((sum - 1.0).abs() < 1e-5, "{face}");
+        assert!(face["label"] == "female" || face["label"] == "male");
+    }
+    // No face: said so, and no class forced on the photo.
+    assert_eq!(rows[1]["faces"], serde_json::json!([]), "{}", rows[1]);
+    assert!(rows[1].get("label").is_none());
+    // A small square face crop is classified whole under --detect auto.
+    assert!(rows[2]["label"].is_string(), "{}", rows[2]);
+
+    let (code, stdout, _) = run(bin().arg("--detector").arg(&detector).arg(&blank));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("no face found"), "{stdout}");
+
+    // Without a detector, --detect always is refused with a reason.
+    let (code, _, stderr) = run(bin().args(["--detect", "always"]).arg(&group));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--detector"), "{stderr}");
+}

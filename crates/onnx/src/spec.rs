@@ -33,7 +33,8 @@ pub const SPEC_SCHEMA: &str = r#"{
     "scores": "logits"                  // "logits" (softmax applied) or "probabilities"
   },
   "labels": ["female", "male"],         // the classes in output order
-  "batch": 16                           // optional: images per inference call
+  "batch": 1                            // optional: images per tract run (default 1, the fastest
+                                        //   for CNNs on CPU; runs go in parallel)
 }
 (JSON has no comments: leave them out of the file.)"#;
 

@@ -1,7 +1,6 @@
 //! Accuracy sanity on real faces: each preset model, preprocessing included, on a fixed sample of
 //! 118 adult faces from UTKFace `crop_part1` (every 50th adult in name order) scores well above
-//! chance. The thresholds sit a few points under what was measured (see each test), so that they
-//! catch a broken channel order, normalisation or label order, which costs far more.
+//! chance. The floors sit five faces under what was measured (see the constants at the end).
 
 mod common;
 
@@ -18,7 +17,11 @@ fn faces() -> &'static [Face] {
 fn accuracy(file: &str, preset: Option<&str>) -> f64 {
     let clf = OnnxClassifier::from_path(model_path(file), preset).expect("load model");
     let faces = faces();
-    assert!(faces.len() > 100, "sample has {} faces", faces.len());
+    assert_eq!(
+        faces.len(),
+        118,
+        "the sample changed: re-measure the floors"
+    );
     let views: Vec<RgbView<'_>> = faces
         .iter()
         .map(|f| RgbView::new(f.width, f.height, &f.pixels).unwrap())
@@ -70,6 +73,10 @@ fn yu4u_is_accurate_on_adults() {
     assert!(acc >= YU4U_MIN, "{acc}");
 }
 
-const DLIB_MIN: f64 = 0.0;
-const INSIGHTFACE_MIN: f64 = 0.0;
-const YU4U_MIN: f64 = 0.0;
+// Measured on this sample (tract 0.23.9, x86-64): dlib 115/118 = 97.5%, InsightFace 105/118 =
+// 89.0%, yu4u 112/118 = 94.9%. The floors leave five faces of slack each, for float differences
+// between machines that can flip borderline faces; a wrong channel order, normalisation or label
+// order costs far more.
+const DLIB_MIN: f64 = 110.0 / 118.0;
+const INSIGHTFACE_MIN: f64 = 100.0 / 118.0;
+const YU4U_MIN: f64 = 107.0 / 118.0;

@@ -3,6 +3,7 @@
 mod eval;
 mod predict;
 mod prepare;
+pub mod train;
 
 use crate::Status;
 use crate::args::Command;
@@ -13,5 +14,6 @@ pub fn run(command: Command) -> anyhow::Result<Status> {
         Command::Eval(args) => eval::run_eval(args),
         Command::Compare(args) => eval::run_compare(args),
         Command::Prepare(args) => prepare::run(args),
+        Command::Train(args) => train::run(args),
     }
 }

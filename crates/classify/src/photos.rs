@@ -1,0 +1,259 @@
+//! Classifying photos of people: find the faces first, frame each as a UTKFace crop, classify the
+//! crops, and report one result per face. A photo with no face gets no class.
+//!
+//! Like [`crate::classify_inputs`], photos are decoded (and faces detected) in parallel while the
+//! previous batch runs through the model, results come out in input order, and a bad file is a
+//! result of its own.
+
+use crate::inputs::Input;
+use crate::run::Prediction;
+use gc_core::{Classifier, RgbView};
+use gc_detect::{Detector, face_crop};
+use rayon::prelude::*;
+use std::path::PathBuf;
+
+/// When to look for faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetectMode {
+    /// Detect, unless the image already looks like a face crop (see [`looks_like_face_crop`]).
+    Auto,
+    /// Always detect.
+    Always,
+    /// Classify the whole image as one face.
+    Never,
+}
+
+/// The side at or under which a roughly square image is taken for a face crop in
+/// [`DetectMode::Auto`]. Face datasets (UTKFace 200px, the aligned 64px set, FairFace 224px) are
+/// small and square; photos of people are larger, and a face that fills a small square image would
+/// be framed the same by the detector anyway.
+pub const FACE_CROP_MAX_SIDE: u32 = 256;
+
+/// A small, roughly square image: what face datasets hold, and what `--detect auto` classifies
+/// whole.
+pub fn looks_like_face_crop(width: u32, height: u32) -> bool {
+    let (long, short) = (width.max(height), width.min(height));
+    long <= FACE_CROP_MAX_SIDE && short > 0 && (long as f32) <= 1.34 * short as f32
+}
+
+/// One face of a photo and what the model says about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FacePrediction {
+    /// x, y, width, height in pixels of the (EXIF-rotated) photo.
+    pub bbox: [f32; 4],
+    /// The detector's confidence.
+    pub score: f32,
+    pub prediction: Prediction,
+}
+
+/// What a photo holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The image was classified whole, as a face crop.
+    Whole(Prediction),
+    /// The faces found, in the detector's order; empty when there is none.
+    Faces(Vec<FacePrediction>),
+}
+
+/// The result for one photo.
+#[derive(Debug, Clone)]
+pub struct PhotoOutcome {
+    pub path: PathBuf,
+    /// The photo's size after EXIF rotation, when it could be decoded.
+    pub size: Option<(u32, u32)>,
+    pub result: Result<Verdict, String>,
+}
+
+/// Classifies the faces of `inputs`, `batch` photos at a time, calling `emit` once per photo in
+/// input order.
+pub fn classify_photos(
+    model: &dyn Classifier,
+    detector: &Detector,
+    mode: DetectMode,
+    inputs: &[Input],
+    batch: usize,
+    mut emit: impl FnMut(PhotoOutcome),
+) {
+    let batch = batch.max(1);
+    let mut chunks = inputs.chunks(batch);
+    let prepare = |chunk: &[Input]| prepare_chunk(detector, mode, chunk);
+    let mut current = chunks.next().map(prepare);
+    while let Some(prepared) = current {
+        let next = chunks.next();
+        let (results, next_prepared) =
+            rayon::join(|| classify_prepared(model, prepared), || next.map(prepare));
+        for o in results {
+            emit(o);
+        }
+        current = next_prepared;
+    }
+}
+
+/// A decoded photo cut into the images the model will see.
+struct Prepared {
+    path: PathBuf,
+    size: Option<(u32, u32)>,
+    /// `Ok((whole, crops))`: `whole` when the image is classified as one face, else the faces.
+    result: Result<(bool, Vec<Crop>), String>,
+}
+
+struct Crop {
+    bbox: [f32; 4],
+    score: f32,
+    width: u32,
+    height: u32,
+    pixels: Vec<u8>,
+}
+
+fn prepare_chunk(detector: &Detector, mode: DetectMode, chunk: &[Input]) -> Vec<Prepared> {
+    chunk
+        .par_iter()
+        .map(|input| {
+            let decoded = match &input.problem {
+                Some(p) => Err(p.clone()),
+                None => gc_pipeline::decode::decode_rgb(&input.path)
+                    .map_err(|e| crate::run::reason(&input.path, &e)),
+            };
+            let (size, result) = match decoded {
+                Err(e) => (None, Err(e)),
+                Ok(img) => (
+                    Some((img.width(), img.height())),
+                    frame(detector, mode, img),
+                ),
+            };
+            Prepared {
+                path: input.path.clone(),
+                size,
+                result,
+            }
+        })
+        .collect()
+}
+
+fn frame(
+    detector: &Detector,
+    mode: DetectMode,
+    img: image::RgbImage,
+) -> Result<(bool, Vec<Crop>), String> {
+    let (width, height) = (img.width(), img.height());
+    let whole = match mode {
+        DetectMode::Never => true,
+        DetectMode::Always => false,
+        DetectMode::Auto => looks_like_face_crop(width, height),
+    };
+    if whole {
+        let crop = Crop {
+            bbox: [0.0, 0.0, width as f32, height as f32],
+            score: 1.0,
+            width,
+            height,
+            pixels: img.into_raw(),
+        };
+        return Ok((true, vec![crop]));
+    }
+    let view = RgbView::new(width, height, img.as_raw()).map_err(|e| e.to_string())?;
+    let faces = detector
+        .detect(&view)
+        .map_err(|e| format!("face detection: {e}"))?;
+    let margin = detector.kind().utkface_margin();
+    let crops = faces
+        .iter()
+        .map(|face| {
+            let rect = face_crop(&view, face, margin);
+            Crop {
+                bbox: face.bbox,
+                score: face.score,
+                width: rect.width(),
+                height: rect.height(),
+                pixels: rect.pixels(&view),
+            }
+        })
+        .collect();
+    Ok((false, crops))
+}
+
+fn classify_prepared(model: &dyn Classifier, prepared: Vec<Prepared>) -> Vec<PhotoOutcome> {
+    let views: Vec<RgbView<'_>> = prepared
+        .iter()
+        .filter_map(|p| p.result.as_ref().ok())
+        .flat_map(|(_, crops)| crops)
+        .map(|c| RgbView {
+            width: c.width,
+            height: c.height,
+            pixels: &c.pixels,
+        })
+        .collect();
+    let rows = if views.is_empty() {
+        Ok(Vec::new())
+    } else {
+        model.classify(&views).map_err(|e| e.to_string())
+    };
+    let n = views.len();
+    drop(views);
+    let rows = match rows {
+        Ok(rows) if rows.len() == n => rows,
+        Ok(rows) => {
+            let msg = format!("model returned {} results for {n} images", rows.len());
+            return fail_all(prepared, &msg);
+        }
+        Err(msg) => return fail_all(prepared, &msg),
+    };
+    let mut rows = rows.into_iter();
+    prepared
+        .into_iter()
+        .map(|p| {
+            let result = p.result.and_then(|(whole, crops)| {
+                let mut faces = Vec::with_capacity(crops.len());
+                for c in crops {
+                    let row = rows
+                        .next()
+                        .ok_or_else(|| "model returned too few results".to_string())?;
+                    faces.push(FacePrediction {
+                        bbox: c.bbox,
+                        score: c.score,
+                        prediction: Prediction::from_row(model, &row),
+                    });
+                }
+                Ok(match (whole, faces.pop()) {
+                    (true, Some(face)) => Verdict::Whole(face.prediction),
+                    (_, last) => {
+                        faces.extend(last);
+                        Verdict::Faces(faces)
+                    }
+                })
+            });
+            PhotoOutcome {
+                path: p.path,
+                size: p.size,
+                result,
+            }
+        })
+        .collect()
+}
+
+fn fail_all(prepared: Vec<Prepared>, msg: &str) -> Vec<PhotoOutcome> {
+    prepared
+        .into_iter()
+        .map(|p| PhotoOutcome {
+            path: p.path,
+            size: p.size,
+            result: p.result.and_then(|_| Err(msg.to_string())),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_square_images_are_face_crops() {
+        assert!(looks_like_face_crop(64, 64));
+        assert!(looks_like_face_crop(200, 200));
+        assert!(looks_like_face_crop(200, 160));
+        assert!(!looks_like_face_crop(257, 257));
+        assert!(!looks_like_face_crop(200, 100));
+        assert!(!looks_like_face_crop(1024, 768));
+        assert!(!looks_like_face_crop(0, 0));
+    }
+}

@@ -1,0 +1,246 @@
+//! `gender-classifier train`: trains one of our burn architectures on a prepared dataset and writes
+//! a model directory (`model.safetensors`, `model.json`, `history.csv`, `checkpoint.bin`), drawing
+//! a progress bar per epoch on stderr. Ctrl-C or a kill leaves the last finished epoch's checkpoint
+//! whole (every file is written atomically); `--resume` continues from it.
+
+use crate::Status;
+use anyhow::{Context, bail};
+use gc_train::{
+    Arch, BatchStats, EpochMetrics, Phase, RunOptions, Schedule, StopReason, TrainConfig,
+    TrainData, TrainProgress,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Where the tensors are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrainDevice {
+    /// burn's pure-Rust CPU backend (flex).
+    Cpu,
+    /// Not in this build: burn's wgpu backend is not compiled in (see docs/BENCHMARKS.md).
+    Gpu,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// A prepared dataset: DIR/train/{female,male} and DIR/val/{female,male} (`prepare` writes it).
+    #[arg(long)]
+    pub data: PathBuf,
+
+    /// The architecture: `cnn` (the notebook's small CNN, from scratch) or `efficientnet-lite0`
+    /// (fine-tuned from ImageNet weights given with --init).
+    #[arg(long, default_value = "cnn", value_parser = parse_arch)]
+    pub arch: Arch,
+
+    /// The model directory to write (new or empty, unless --resume).
+    #[arg(long)]
+    pub out: PathBuf,
+
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+
+    /// Peak learning rate of AdamW.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+
+    /// Learning-rate schedule: constant, cosine, step (x0.1 every 10 epochs) or step:EPOCHS:GAMMA.
+    #[arg(long, default_value = "cosine", value_parser = parse_schedule)]
+    pub schedule: Schedule,
+
+    /// Epochs of linear warm-up before the schedule.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_epochs: usize,
+
+    /// AdamW's decoupled weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+
+    /// Side of the square crop the model sees (images are resized to 1.125x first).
+    #[arg(long, default_value_t = 128)]
+    pub image_size: u32,
+
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    #[arg(long, value_enum, default_value_t = TrainDevice::Cpu)]
+    pub device: TrainDevice,
+
+    /// Threads for computing and for decoding images; 0 means one per core. Results depend on
+    /// the seed and on this number.
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+
+    /// Continue the run checkpointed in --out (same data and settings).
+    #[arg(long)]
+    pub resume: bool,
+
+    /// ImageNet weights for efficientnet-lite0 (a safetensors file with the PyTorch port's names).
+    #[arg(long, value_name = "PATH")]
+    pub init: Option<PathBuf>,
+
+    /// Stop when the validation loss has not improved for N epochs.
+    #[arg(long, value_name = "N")]
+    pub patience: Option<usize>,
+}
+
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    s.parse()
+}
+
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    s.parse()
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
+    if args.device == TrainDevice::Gpu {
+        bail!(
+            "this build trains on the CPU only: burn's GPU backend (wgpu) is not compiled in; \
+             use --device cpu"
+        );
+    }
+    if args.arch == Arch::EfficientNetLite0 && args.init.is_none() && !args.resume {
+        eprintln!(
+            "warning: training efficientnet-lite0 from random weights; pass --init with the \
+             ImageNet weights to fine-tune instead"
+        );
+    }
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        schedule: args.schedule,
+        warmup_epochs: args.warmup_epochs,
+        weight_decay: args.weight_decay,
+        image_size: args.image_size,
+        seed: args.seed,
+        patience: args.patience,
+        init: args.init.clone(),
+        ..TrainConfig::new(args.arch.default_spec())
+    };
+    config.validate()?;
+    let data = TrainData::from_dir(&args.data)
+        .with_context(|| format!("reading the dataset {}", args.data.display()))?;
+    eprintln!(
+        "training {} on {} + {} images ({}x{}), {} epochs, into {}",
+        args.arch,
+        data.info.train_images,
+        data.info.val_images,
+        args.image_size,
+        args.image_size,
+        args.epochs,
+        args.out.display()
+    );
+    let options = RunOptions {
+        threads: args.workers,
+        workers: args.workers,
+        resume: args.resume,
+        ..RunOptions::default()
+    };
+    let bars = Bars::new();
+    let report = gc_train::train(&config, &data, &args.out, &options, &bars)
+        .with_context(|| format!("training into {}", args.out.display()))?;
+    bars.finish();
+
+    let best = report.best;
+    let how = match report.stopped {
+        StopReason::Completed | StopReason::Running => "done".to_string(),
+        StopReason::EarlyStopped => format!(
+            "stopped early: no better validation loss for {} epochs",
+            args.patience.unwrap_or(0)
+        ),
+        StopReason::Interrupted => "interrupted; --resume continues".to_string(),
+    };
+    println!(
+        "{how}: best epoch {} of {}: val loss {:.4}, val accuracy {:.2}%; model in {}",
+        best.epoch,
+        report.history.len(),
+        best.val_loss,
+        100.0 * best.val_acc,
+        args.out.display()
+    );
+    Ok(Status::Success)
+}
+
+/// One bar per pass (training, then validation), and a summary line per epoch.
+struct Bars {
+    bar: Mutex<ProgressBar>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        Bars {
+            bar: Mutex::new(ProgressBar::hidden()),
+        }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut ProgressBar)) {
+        if let Ok(mut bar) = self.bar.lock() {
+            f(&mut bar);
+        }
+    }
+
+    fn finish(&self) {
+        self.with(|b| b.finish_and_clear());
+    }
+}
+
+impl TrainProgress for Bars {
+    fn pass_start(
+        &self,
+        phase: Phase,
+        epoch: usize,
+        epochs: usize,
+        batches: usize,
+        _images: usize,
+    ) {
+        let name = match phase {
+            Phase::Train => format!("epoch {}/{epochs}", epoch + 1),
+            Phase::Validate => "  validate".to_string(),
+        };
+        self.with(|b| {
+            b.finish_and_clear();
+            *b = ProgressBar::new(batches as u64)
+                .with_style(
+                    ProgressStyle::with_template(
+                        "{prefix:12} {bar:30} {pos}/{len} {msg} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                )
+                .with_prefix(name);
+        });
+    }
+
+    fn batch(&self, s: &BatchStats) {
+        self.with(|b| {
+            b.set_position(s.batches as u64);
+            b.set_message(format!(
+                "loss {:.4} acc {:.3} {:.0} img/s",
+                s.loss, s.accuracy, s.images_per_second
+            ));
+        });
+    }
+
+    fn epoch_end(&self, m: &EpochMetrics, improved: bool) {
+        self.with(|b| {
+            b.finish_and_clear();
+            b.suspend(|| {
+                eprintln!(
+                    "epoch {:>3}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} | lr {:.2e} | {:.0} img/s, {:.0} s{}",
+                    m.epoch,
+                    m.train_loss,
+                    m.train_acc,
+                    m.val_loss,
+                    m.val_acc,
+                    m.lr,
+                    m.images_per_second,
+                    m.seconds,
+                    if improved { "  *best" } else { "" }
+                )
+            });
+        });
+    }
+}

@@ -1,0 +1,376 @@
+//! A checkpoint's tensors, read from safetensors files as the Hub stores them (one
+//! `model.safetensors`, or the shards that `model.safetensors.index.json` lists), handed out by name
+//! as burn tensors of a checked shape.
+//!
+//! Every way a file can be wrong ends in a [`ModelError`] that names the file and the tensor: a
+//! missing tensor, a shape that is not the one the config implies, a dtype we cannot read. Tensors
+//! the architecture does not take are reported by [`Checkpoint::unused`] for the caller to judge.
+//!
+//! PyTorch conventions are undone here, once: `nn.Linear` stores its weight `[out, in]` where burn's
+//! [`Linear`] takes `[in, out]`, so [`Checkpoint::linear`] hands burn a transposed view of it.
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::{Device, Tensor, TensorData, bf16, f16};
+use gc_core::ModelError;
+use safetensors::Dtype;
+use safetensors::tensor::Metadata;
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// The single-file weights of a Hub model directory.
+pub const SAFETENSORS_FILE: &str = "model.safetensors";
+/// The index of sharded safetensors weights (`weight_map`: tensor name -> shard file).
+pub const SAFETENSORS_INDEX_FILE: &str = "model.safetensors.index.json";
+/// PyTorch pickle weights, which we do not read (see [`Checkpoint::open_dir`]).
+pub const PYTORCH_FILE: &str = "pytorch_model.bin";
+
+/// Where one tensor lies: which file, its dtype and shape, and its bytes within that file.
+#[derive(Debug, Clone)]
+struct Entry {
+    file: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    /// Byte offset within the file.
+    start: u64,
+    len: usize,
+}
+
+/// The tensors of a checkpoint: the files' headers are read when it is opened, each tensor's bytes
+/// when it is taken, straight into the buffer that becomes the burn tensor (one copy from the page
+/// cache: for ViT-B/16's 330 MB that is most of the loading time), with a record of which were taken.
+pub struct Checkpoint {
+    files: Vec<(PathBuf, File)>,
+    entries: HashMap<String, Entry>,
+    taken: BTreeSet<String>,
+    device: Device,
+}
+
+/// The largest safetensors header we accept (the format's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+impl Checkpoint {
+    /// Reads the safetensors weights of a Hub model directory: `model.safetensors`, or else the
+    /// shards of `model.safetensors.index.json`. A directory with only `pytorch_model.bin` is
+    /// refused with a message that says so: reading pickles means running (or re-implementing)
+    /// Python's unpickler, and the Hub converts most models to safetensors anyway.
+    pub fn open_dir(dir: &Path, device: &Device) -> Result<Checkpoint, ModelError> {
+        let single = dir.join(SAFETENSORS_FILE);
+        if single.is_file() {
+            return Checkpoint::open_files(&[single], device);
+        }
+        let index = dir.join(SAFETENSORS_INDEX_FILE);
+        if index.is_file() {
+            let shards = shard_files(&index)?;
+            let paths: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
+            return Checkpoint::open_files(&paths, device);
+        }
+        let reason = if dir.join(PYTORCH_FILE).is_file() {
+            format!(
+                "no weights in safetensors format ({SAFETENSORS_FILE} or {SAFETENSORS_INDEX_FILE}); \
+                 this directory has only {PYTORCH_FILE} (a PyTorch pickle), which gc-hf does not read: \
+                 convert it with `transformers` (`model.save_pretrained(dir, safe_serialization=True)`) \
+                 or use the Hub's safetensors conversion of the model"
+            )
+        } else {
+            format!("no weights: neither {SAFETENSORS_FILE} nor {SAFETENSORS_INDEX_FILE} is there")
+        };
+        Err(ModelError::File {
+            path: dir.display().to_string(),
+            reason,
+        })
+    }
+
+    /// Opens the given safetensors files and reads their headers; a tensor name must not appear in
+    /// two of them.
+    pub fn open_files(paths: &[PathBuf], device: &Device) -> Result<Checkpoint, ModelError> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut entries = HashMap::new();
+        for (i, path) in paths.iter().enumerate() {
+            let shown = path.display().to_string();
+            let io = |e: std::io::Error| ModelError::File {
+                path: shown.clone(),
+                reason: format!("cannot read weights: {e}"),
+            };
+            let format = |reason: String| ModelError::Format {
+                path: shown.clone(),
+                reason: format!("not a safetensors file: {reason}"),
+            };
+            let mut file = File::open(path).map_err(io)?;
+            let file_len = file.metadata().map_err(io)?.len();
+            // 8 bytes of header length (little-endian), the JSON header, then the tensors' bytes.
+            let mut n = [0u8; 8];
+            file.read_exact(&mut n)
+                .map_err(|_| format("shorter than 8 bytes".into()))?;
+            let header_len = u64::from_le_bytes(n);
+            if header_len > MAX_HEADER || 8 + header_len > file_len {
+                return Err(format(format!(
+                    "header of {header_len} bytes in a {file_len}-byte file"
+                )));
+            }
+            let mut header = vec![0u8; header_len as usize];
+            file.read_exact(&mut header).map_err(io)?;
+            let metadata: Metadata =
+                serde_json::from_slice(&header).map_err(|e| format(e.to_string()))?;
+            let data_start = 8 + header_len;
+            if metadata.data_len() as u64 != file_len - data_start {
+                return Err(format(format!(
+                    "the header describes {} bytes of tensors, the file holds {}",
+                    metadata.data_len(),
+                    file_len - data_start
+                )));
+            }
+            for (name, info) in metadata.tensors() {
+                let entry = Entry {
+                    file: i,
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    start: data_start + info.data_offsets.0 as u64,
+                    len: info.data_offsets.1 - info.data_offsets.0,
+                };
+                if entries.insert(name.clone(), entry).is_some() {
+                    return Err(ModelError::Format {
+                        path: shown,
+                        reason: format!("tensor {name} is in more than one shard"),
+                    });
+                }
+            }
+            files.push((path.clone(), file));
+        }
+        tracing::debug!(
+            files = paths.len(),
+            tensors = entries.len(),
+            "opened checkpoint"
+        );
+        Ok(Checkpoint {
+            files,
+            entries,
+            taken: BTreeSet::new(),
+            device: device.clone(),
+        })
+    }
+
+    /// The file(s) for error messages.
+    pub fn shown(&self) -> String {
+        let names: Vec<String> = self
+            .files
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        names.join(", ")
+    }
+
+    /// Whether the checkpoint holds a tensor of that name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// The tensor `name`, which must have exactly `shape`, as f32 on the checkpoint's device.
+    pub fn tensor<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>, ModelError> {
+        let mut values = Vec::new();
+        self.read_f32(name, &shape, &mut values)?;
+        Ok(Tensor::from_data(
+            TensorData::new(values, shape),
+            &self.device,
+        ))
+    }
+
+    /// A `nn.Linear` of PyTorch, `{prefix}.weight` `[d_out, d_in]` and `{prefix}.bias` `[d_out]`,
+    /// as a burn [`Linear`].
+    pub fn linear(
+        &mut self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear, ModelError> {
+        self.linear_fused(&[prefix], d_in, d_out, bias)
+    }
+
+    /// Several `nn.Linear`s of PyTorch that read the same input, each `[d_out, d_in]`, as one burn
+    /// [`Linear`] of `d_in -> prefixes.len() * d_out` whose outputs are theirs side by side (one
+    /// wide matmul instead of several narrow ones).
+    pub fn linear_fused(
+        &mut self,
+        prefixes: &[&str],
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear, ModelError> {
+        let n = prefixes.len();
+        // [n * d_out, d_in]: PyTorch's layout, the blocks stacked along the output dimension.
+        let mut w = Vec::with_capacity(n * d_out * d_in);
+        let mut b = Vec::with_capacity(n * d_out);
+        for prefix in prefixes {
+            self.read_f32(&format!("{prefix}.weight"), &[d_out, d_in], &mut w)?;
+            if bias {
+                self.read_f32(&format!("{prefix}.bias"), &[d_out], &mut b)?;
+            }
+        }
+        // burn's linear computes `x @ weight` with weight `[d_in, d_out]`: the transpose is a
+        // strided view, not a copy (burn's `LinearLayout::Col`); flex's matmul reads it in place,
+        // and is no slower for it.
+        let weight =
+            Tensor::<2>::from_data(TensorData::new(w, [n * d_out, d_in]), &self.device).transpose();
+        let bias = bias.then(|| {
+            Param::from_tensor(Tensor::<1>::from_data(
+                TensorData::new(b, [n * d_out]),
+                &self.device,
+            ))
+        });
+        Ok(Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        })
+    }
+
+    /// A `nn.LayerNorm` of PyTorch, `{prefix}.weight` and `{prefix}.bias`, both `[d]`.
+    pub fn layer_norm(
+        &mut self,
+        prefix: &str,
+        d: usize,
+        eps: f64,
+    ) -> Result<LayerNorm, ModelError> {
+        // LayerNorm's epsilon is private: build one with the right epsilon, then swap its parameters.
+        let mut norm = LayerNormConfig::new(d).with_epsilon(eps).init(&self.device);
+        norm.gamma = Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [d])?);
+        norm.beta = Some(Param::from_tensor(
+            self.tensor(&format!("{prefix}.bias"), [d])?,
+        ));
+        Ok(norm)
+    }
+
+    /// Names of the tensors no call has taken, sorted.
+    pub fn unused(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|n| !self.taken.contains(*n))
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Appends the values of `name` in row-major order, as f32, to `out`, after checking its
+    /// shape and dtype.
+    fn read_f32(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        out: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
+        let Some(entry) = self.entries.get(name) else {
+            return Err(ModelError::Format {
+                path: self.shown(),
+                reason: format!("missing tensor {name} (expected shape {shape:?})"),
+            });
+        };
+        let (path, file) = &mut self.files[entry.file];
+        let shown = path.display().to_string();
+        let format = |reason: String| ModelError::Format {
+            path: shown.clone(),
+            reason,
+        };
+        if entry.shape != shape {
+            return Err(format(format!(
+                "tensor {name} has shape {:?}, expected {shape:?} (from config.json)",
+                entry.shape
+            )));
+        }
+        let count: usize = shape.iter().product();
+        let width = match entry.dtype {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
+            Dtype::F64 => 8,
+            other => {
+                return Err(format(format!(
+                    "tensor {name} has dtype {other}; only F32, F16, BF16 and F64 are read"
+                )));
+            }
+        };
+        if entry.len != count * width {
+            return Err(format(format!(
+                "tensor {name} has {} bytes, its shape {shape:?} and dtype {} need {}",
+                entry.len,
+                entry.dtype,
+                count * width
+            )));
+        }
+        let io = |e: std::io::Error| ModelError::File {
+            path: shown.clone(),
+            reason: format!("reading tensor {name}: {e}"),
+        };
+        file.seek(SeekFrom::Start(entry.start)).map_err(io)?;
+        let at = out.len();
+        if entry.dtype == Dtype::F32 {
+            // Straight into the f32 buffer: no intermediate copy.
+            out.resize(at + count, 0.0);
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out[at..]);
+            file.read_exact(bytes).map_err(io)?;
+            if cfg!(target_endian = "big") {
+                for v in &mut out[at..] {
+                    *v = f32::from_bits(v.to_bits().swap_bytes());
+                }
+            }
+        } else {
+            let mut raw = vec![0u8; entry.len];
+            file.read_exact(&mut raw).map_err(io)?;
+            match entry.dtype {
+                Dtype::F16 => out.extend(
+                    raw.chunks_exact(2)
+                        .map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
+                ),
+                Dtype::BF16 => out.extend(
+                    raw.chunks_exact(2)
+                        .map(|b| bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
+                ),
+                _ => out.extend(raw.chunks_exact(8).map(|b| {
+                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+                })),
+            }
+        }
+        self.taken.insert(name.to_string());
+        Ok(())
+    }
+}
+
+/// The shard files named by a `model.safetensors.index.json`, each once, in first-seen order.
+fn shard_files(index: &Path) -> Result<Vec<String>, ModelError> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: HashMap<String, String>,
+    }
+    let text = std::fs::read_to_string(index).map_err(|e| ModelError::File {
+        path: index.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let parsed: Index = serde_json::from_str(&text).map_err(|e| ModelError::Format {
+        path: index.display().to_string(),
+        reason: format!("not a safetensors index: {e}"),
+    })?;
+    let mut shards: Vec<String> = parsed.weight_map.into_values().collect();
+    shards.sort();
+    shards.dedup();
+    if let Some(bad) = shards
+        .iter()
+        .find(|s| s.contains('/') || s.contains('\\') || s.starts_with('.'))
+    {
+        return Err(ModelError::Format {
+            path: index.display().to_string(),
+            reason: format!("shard name {bad:?} points outside the model directory"),
+        });
+    }
+    Ok(shards)
+}
+
+/// The shard file names of an index file, for the Hub download.
+pub fn shards_of_index(index: &Path) -> Result<Vec<String>, ModelError> {
+    shard_files(index)
+}

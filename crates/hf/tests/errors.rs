@@ -1,0 +1,274 @@
+//! Broken model directories give a `ModelError` that says which file and what is wrong, never a
+//! panic: missing files, unknown architectures, wrong or missing tensors, labels we cannot map.
+
+mod common;
+
+use common::*;
+use gc_core::{ModelError, RgbView};
+use gc_hf::HfClassifier;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use std::path::Path;
+
+type Owned = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
+
+/// Rewrites `model.safetensors` of `dir` after `edit` has changed its tensors.
+fn rewrite_weights(dir: &Path, edit: impl FnOnce(&mut Owned)) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).expect("read weights");
+    let st = SafeTensors::deserialize(&bytes).expect("parse weights");
+    let mut owned: Owned = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut owned);
+    let views: Vec<(String, TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("view")))
+        .collect();
+    let out = safetensors::serialize(views, None).expect("serialize");
+    std::fs::write(&path, out).expect("write weights");
+}
+
+fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    edit(&mut v);
+    std::fs::write(&path, serde_json::to_string_pretty(&v).expect("json")).expect("write");
+}
+
+fn load_err(dir: &Path) -> String {
+    match HfClassifier::from_dir(dir) {
+        Ok(_) => panic!("{} loaded but should not", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn missing_files_are_named() {
+    for (file, says) in [
+        ("config.json", "missing model config (config.json)"),
+        (
+            "preprocessor_config.json",
+            "missing preprocessing config (preprocessor_config.json)",
+        ),
+        ("model.safetensors", "no weights"),
+    ] {
+        let dir = copy_model("tiny-vit-female-male");
+        std::fs::remove_file(dir.path().join(file)).expect("remove");
+        let e = load_err(dir.path());
+        assert!(e.contains(says), "{file}: {e}");
+        if file != "model.safetensors" {
+            assert!(e.contains(file), "{e}");
+        }
+    }
+    let e = load_err(Path::new("/nonexistent/model"));
+    assert!(e.contains("not a directory"), "{e}");
+}
+
+#[test]
+fn pytorch_pickles_are_refused_with_a_reason() {
+    let dir = copy_model("tiny-vit-female-male");
+    std::fs::rename(
+        dir.path().join("model.safetensors"),
+        dir.path().join("pytorch_model.bin"),
+    )
+    .expect("rename");
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("pytorch_model.bin") && e.contains("safetensors"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_architecture_is_named_with_the_supported_ones() {
+    let dir = copy_model("tiny-vit-female-male");
+    edit_config(dir.path(), |c| {
+        c["architectures"] = serde_json::json!(["ConvNextForImageClassification"])
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("ConvNextForImageClassification") && e.contains("ViTForImageClassification"),
+        "{e}"
+    );
+    assert!(e.contains("config.json"), "{e}");
+}
+
+#[test]
+fn wrong_tensor_shape_names_tensor_and_shapes() {
+    let dir = copy_model("tiny-vit-female-male");
+    rewrite_weights(dir.path(), |t| {
+        let q = t
+            .iter_mut()
+            .find(|(n, ..)| n == "vit.encoder.layer.1.attention.attention.query.weight")
+            .expect("query weight");
+        // [32, 32] -> [16, 64], same bytes.
+        q.2 = vec![16, 64];
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("vit.encoder.layer.1.attention.attention.query.weight")
+            && e.contains("[16, 64]")
+            && e.contains("[32, 32]"),
+        "{e}"
+    );
+    assert!(e.contains("model.safetensors"), "{e}");
+}
+
+#[test]
+fn config_that_disagrees_with_the_weights_is_a_shape_error() {
+    let dir = copy_model("tiny-vit-female-male");
+    edit_config(dir.path(), |c| {
+        c["intermediate_size"] = serde_json::json!(128)
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("intermediate.dense.weight")
+            && e.contains("[64, 32]")
+            && e.contains("[128, 32]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let dir = copy_model("tiny-vit-female-male");
+    rewrite_weights(dir.path(), |t| {
+        t.retain(|(n, ..)| n != "vit.layernorm.bias")
+    });
+    let e = load_err(dir.path());
+    assert!(e.contains("missing tensor vit.layernorm.bias"), "{e}");
+}
+
+#[test]
+fn unsupported_dtype_is_named() {
+    let dir = copy_model("tiny-vit-female-male");
+    rewrite_weights(dir.path(), |t| {
+        let b = t
+            .iter_mut()
+            .find(|(n, ..)| n == "classifier.bias")
+            .expect("bias");
+        b.1 = Dtype::I32;
+    });
+    let e = load_err(dir.path());
+    assert!(e.contains("classifier.bias") && e.contains("I32"), "{e}");
+}
+
+#[test]
+fn half_precision_weights_load() {
+    let dir = copy_model("tiny-vit-female-male");
+    rewrite_weights(dir.path(), |t| {
+        for (_, dtype, _, bytes) in t.iter_mut() {
+            let halves: Vec<u8> = bytes
+                .chunks_exact(4)
+                .flat_map(|b| {
+                    let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    burn::tensor::f16::from_f32(v).to_bits().to_le_bytes()
+                })
+                .collect();
+            *bytes = halves;
+            *dtype = Dtype::F16;
+        }
+    });
+    let full = HfClassifier::from_dir(model_dir("tiny-vit-female-male")).expect("f32");
+    let half = HfClassifier::from_dir(dir.path()).expect("f16 weights load");
+    let px = synthetic(32, 32, 3);
+    let view = [RgbView::new(32, 32, &px).expect("view")];
+    let a = gc_core::Classifier::classify(&full, &view).expect("classify");
+    let b = gc_core::Classifier::classify(&half, &view).expect("classify");
+    assert!((a[0][0] - b[0][0]).abs() < 0.05, "{a:?} vs {b:?}");
+}
+
+#[test]
+fn labels_that_do_not_say_the_gender_are_refused() {
+    for (id2label, says) in [
+        (
+            serde_json::json!({"0": "LABEL_0", "1": "LABEL_1"}),
+            "LABEL_0",
+        ),
+        (serde_json::json!({"0": "man", "1": "boy"}), "female"),
+        (serde_json::json!({"0": "female", "2": "male"}), "id2label"),
+        (serde_json::json!({}), "id2label"),
+    ] {
+        let dir = copy_model("tiny-vit-female-male");
+        edit_config(dir.path(), |c| c["id2label"] = id2label.clone());
+        let e = load_err(dir.path());
+        assert!(e.contains(says), "{id2label}: {e}");
+        assert!(e.contains("config.json"), "{e}");
+    }
+}
+
+#[test]
+fn classifier_with_more_rows_than_labels_is_a_shape_error() {
+    let dir = copy_model("tiny-vit-female-male");
+    rewrite_weights(dir.path(), |t| {
+        for (name, _, shape, bytes) in t.iter_mut() {
+            if name.starts_with("classifier.") {
+                // One more class: repeat the first row.
+                let row = bytes.len() / shape[0];
+                let first = bytes[..row].to_vec();
+                bytes.extend(first);
+                shape[0] += 1;
+            }
+        }
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("classifier.weight") && e.contains("[3, 32]") && e.contains("[2, 32]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn broken_json_and_bad_settings_are_format_errors() {
+    let dir = copy_model("tiny-vit-female-male");
+    std::fs::write(dir.path().join("config.json"), "{ not json").expect("write");
+    let e = HfClassifier::from_dir(dir.path()).expect_err("broken config");
+    assert!(matches!(e, ModelError::Format { .. }), "{e}");
+    assert!(e.to_string().contains("not JSON"), "{e}");
+
+    let dir = copy_model("tiny-vit-female-male");
+    edit_config(dir.path(), |c| c["hidden_act"] = serde_json::json!("mish"));
+    let e = load_err(dir.path());
+    assert!(e.contains("mish") && e.contains("gelu"), "{e}");
+
+    let dir = copy_model("tiny-vit-female-male");
+    edit_config(dir.path(), |c| {
+        c["num_attention_heads"] = serde_json::json!(5)
+    });
+    let e = load_err(dir.path());
+    assert!(e.contains("num_attention_heads"), "{e}");
+
+    let dir = copy_model("tiny-vit-female-male");
+    std::fs::write(
+        dir.path().join("preprocessor_config.json"),
+        r#"{"size": {"height": 48, "width": 48}}"#,
+    )
+    .expect("write");
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("preprocessor_config.json") && e.contains("48x48"),
+        "{e}"
+    );
+
+    let dir = copy_model("tiny-vit-female-male");
+    std::fs::write(dir.path().join("model.safetensors"), b"garbage").expect("write");
+    let e = load_err(dir.path());
+    assert!(e.contains("not a safetensors file"), "{e}");
+}
+
+#[test]
+fn wrong_input_shapes_are_input_errors() {
+    let clf = HfClassifier::from_dir(model_dir("tiny-vit-female-male")).expect("load");
+    let e = clf
+        .logits(&[0.0; 3 * 16 * 16], [1, 3, 16, 16])
+        .expect_err("wrong size");
+    assert!(matches!(e, ModelError::Input(_)), "{e}");
+    let e = clf
+        .logits(&[0.0; 10], [1, 3, 32, 32])
+        .expect_err("short buffer");
+    assert!(matches!(e, ModelError::Input(_)), "{e}");
+}

@@ -1,0 +1,347 @@
+//! What a training run is asked to do: the architecture and its config, the optimiser and the
+//! learning-rate schedule, the image size, the seed. Saved in the model directory and in the
+//! checkpoint, so that `--resume` can refuse to continue a different run.
+
+use crate::TrainError;
+use burn::lr_scheduler::LrSchedulerConfig;
+use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
+use burn::lr_scheduler::module_lr_scheduler::{ModuleLrScheduler, ModuleLrSchedulerConfig};
+use burn::lr_scheduler::sequential::SequentialLrSchedulerConfig;
+use burn::lr_scheduler::step::StepLrSchedulerConfig;
+use gc_models::{CnnConfig, EfficientNetLite0Config};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// The architectures gc-train builds, by their name in `model.json` and on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Arch {
+    #[serde(rename = "cnn")]
+    Cnn,
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientNetLite0,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 2] = [Arch::Cnn, Arch::EfficientNetLite0];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Cnn => "cnn",
+            Arch::EfficientNetLite0 => "efficientnet-lite0",
+        }
+    }
+
+    /// The architecture's default config, for 2 classes.
+    pub fn default_spec(self) -> ModelSpec {
+        match self {
+            Arch::Cnn => ModelSpec::Cnn(CnnConfig::new()),
+            Arch::EfficientNetLite0 => ModelSpec::EfficientNetLite0(EfficientNetLite0Config::new()),
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Arch::ALL.iter().map(|a| a.name()).collect();
+                format!("unknown architecture {s:?}; known: {}", known.join(", "))
+            })
+    }
+}
+
+/// An architecture with its config: `{"arch": "cnn", "config": {...}}` in JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "arch", content = "config")]
+pub enum ModelSpec {
+    #[serde(rename = "cnn")]
+    Cnn(CnnConfig),
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientNetLite0(EfficientNetLite0Config),
+}
+
+impl ModelSpec {
+    pub fn arch(&self) -> Arch {
+        match self {
+            ModelSpec::Cnn(_) => Arch::Cnn,
+            ModelSpec::EfficientNetLite0(_) => Arch::EfficientNetLite0,
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            ModelSpec::Cnn(c) => c.num_classes,
+            ModelSpec::EfficientNetLite0(c) => c.num_classes,
+        }
+    }
+
+    pub fn normalization(&self) -> Option<gc_models::Normalization> {
+        match self {
+            ModelSpec::Cnn(c) => c.normalization,
+            ModelSpec::EfficientNetLite0(c) => c.normalization,
+        }
+    }
+}
+
+/// How the learning rate changes over the run (per step), after the optional warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Schedule {
+    /// The same rate throughout.
+    Constant,
+    /// Cosine annealing from the rate to 0 over the remaining steps.
+    Cosine,
+    /// Multiplied by `gamma` every `epochs` epochs.
+    Step { epochs: usize, gamma: f64 },
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+    /// `constant`, `cosine`, `step` (every 10 epochs, x0.1) or `step:EPOCHS:GAMMA`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("bad schedule {s:?}: expected constant, cosine, step or step:EPOCHS:GAMMA");
+        match s.split(':').collect::<Vec<_>>().as_slice() {
+            ["constant"] => Ok(Schedule::Constant),
+            ["cosine"] => Ok(Schedule::Cosine),
+            ["step"] => Ok(Schedule::Step {
+                epochs: 10,
+                gamma: 0.1,
+            }),
+            ["step", e, g] => Ok(Schedule::Step {
+                epochs: e.parse().map_err(|_| bad())?,
+                gamma: g.parse().map_err(|_| bad())?,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A training run's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// `"arch"` and `"config"` at the top level of the JSON.
+    #[serde(flatten)]
+    pub model: ModelSpec,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Peak learning rate of AdamW.
+    pub lr: f64,
+    pub schedule: Schedule,
+    /// Epochs of linear warm-up from `lr / 100` to `lr`, before the schedule.
+    pub warmup_epochs: usize,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Side of the square crop the model sees; images are resized to 1.125 times it first.
+    pub image_size: u32,
+    /// Random crop and horizontal flip of training images.
+    pub augment: bool,
+    pub seed: u64,
+    /// Stop when the validation loss has not improved for this many epochs.
+    pub patience: Option<usize>,
+    /// ImageNet weights for EfficientNet-Lite0 (refused for the CNN).
+    pub init: Option<PathBuf>,
+}
+
+impl TrainConfig {
+    /// The notebook's settings for an architecture: 128x128, batches of 64, AdamW 1e-3, cosine.
+    pub fn new(model: ModelSpec) -> Self {
+        TrainConfig {
+            model,
+            epochs: 10,
+            batch_size: 64,
+            lr: 1e-3,
+            schedule: Schedule::Cosine,
+            warmup_epochs: 0,
+            weight_decay: 1e-4,
+            image_size: 128,
+            augment: true,
+            seed: 42,
+            patience: None,
+            init: None,
+        }
+    }
+
+    /// Checks the settings before any work starts, naming the bad value.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |msg: String| Err(TrainError::Config(msg));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch size must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr <= 1.0) {
+            return bad(format!("learning rate {} must be in (0, 1]", self.lr));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad(format!("weight decay {} must be >= 0", self.weight_decay));
+        }
+        if self.warmup_epochs >= self.epochs && self.warmup_epochs > 0 {
+            return bad(format!(
+                "warm-up ({} epochs) must be shorter than the run ({} epochs)",
+                self.warmup_epochs, self.epochs
+            ));
+        }
+        if let Schedule::Step { epochs, gamma } = self.schedule
+            && (epochs == 0 || !(gamma > 0.0 && gamma <= 1.0))
+        {
+            return bad(format!(
+                "step schedule needs epochs >= 1 and gamma in (0, 1], got {epochs} and {gamma}"
+            ));
+        }
+        // 4 poolings (CNN) or a stride of 32 (EfficientNet) need at least 16 / 32 pixels.
+        let min_size = match self.model.arch() {
+            Arch::Cnn => 16,
+            Arch::EfficientNetLite0 => 32,
+        };
+        if self.image_size < min_size || self.image_size > 1024 {
+            return bad(format!(
+                "image size {} must be between {min_size} and 1024 for {}",
+                self.image_size,
+                self.model.arch()
+            ));
+        }
+        if self.model.num_classes() != 2 {
+            return bad(format!(
+                "the model must have 2 classes (female, male), not {}",
+                self.model.num_classes()
+            ));
+        }
+        if self.init.is_some() && self.model.arch() != Arch::EfficientNetLite0 {
+            return bad(format!(
+                "--init (ImageNet weights) applies to efficientnet-lite0, not {}",
+                self.model.arch()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The learning-rate scheduler, stepped once per batch; `steps_per_epoch` sizes it.
+    pub(crate) fn scheduler(
+        &self,
+        steps_per_epoch: usize,
+    ) -> Result<ModuleLrScheduler, TrainError> {
+        let steps_per_epoch = steps_per_epoch.max(1);
+        let warmup = self.warmup_epochs * steps_per_epoch;
+        let main_steps = (self.epochs - self.warmup_epochs) * steps_per_epoch;
+        let main = match self.schedule {
+            Schedule::Constant => LrSchedulerConfig::Constant(self.lr),
+            Schedule::Cosine => {
+                CosineAnnealingLrSchedulerConfig::new(self.lr, main_steps.max(1)).into()
+            }
+            Schedule::Step { epochs, gamma } => {
+                StepLrSchedulerConfig::new(self.lr, epochs * steps_per_epoch)
+                    .with_gamma(gamma)
+                    .into()
+            }
+        };
+        let base = if warmup > 0 {
+            let ramp = LinearLrSchedulerConfig::new(self.lr / 100.0, self.lr, warmup);
+            SequentialLrSchedulerConfig::new(vec![ramp.into(), main], vec![warmup]).into()
+        } else {
+            main
+        };
+        ModuleLrSchedulerConfig::new(base)
+            .init()
+            .map_err(|e| TrainError::Config(format!("learning-rate schedule: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_spec_json_names_the_architecture() {
+        let spec = Arch::Cnn.default_spec();
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["arch"], "cnn");
+        assert_eq!(
+            json["config"]["channels"],
+            serde_json::json!([32, 64, 128, 256])
+        );
+        let back: ModelSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back, spec);
+        let effnet = serde_json::to_value(Arch::EfficientNetLite0.default_spec()).unwrap();
+        assert_eq!(effnet["arch"], "efficientnet-lite0");
+    }
+
+    #[test]
+    fn names_parse() {
+        assert_eq!("cnn".parse::<Arch>(), Ok(Arch::Cnn));
+        assert!(
+            "resnet"
+                .parse::<Arch>()
+                .unwrap_err()
+                .contains("efficientnet-lite0")
+        );
+        assert_eq!("cosine".parse::<Schedule>(), Ok(Schedule::Cosine));
+        assert_eq!(
+            "step:3:0.5".parse::<Schedule>(),
+            Ok(Schedule::Step {
+                epochs: 3,
+                gamma: 0.5
+            })
+        );
+        assert!("step:x".parse::<Schedule>().is_err());
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let ok = TrainConfig::new(Arch::Cnn.default_spec());
+        assert!(ok.validate().is_ok());
+        for bad in [
+            TrainConfig {
+                epochs: 0,
+                ..ok.clone()
+            },
+            TrainConfig {
+                lr: 0.0,
+                ..ok.clone()
+            },
+            TrainConfig {
+                image_size: 8,
+                ..ok.clone()
+            },
+            TrainConfig {
+                warmup_epochs: 10,
+                ..ok.clone()
+            },
+            TrainConfig {
+                init: Some("x".into()),
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn warmup_then_cosine() {
+        let config = TrainConfig {
+            epochs: 3,
+            warmup_epochs: 1,
+            lr: 0.01,
+            ..TrainConfig::new(Arch::Cnn.default_spec())
+        };
+        let mut s = config.scheduler(10).unwrap();
+        let lrs: Vec<f64> = (0..30).map(|_| s.step().base()).collect();
+        assert!((lrs[0] - 1e-4).abs() < 1e-9, "{lrs:?}");
+        assert!(lrs[5] > lrs[0] && lrs[5] < 0.01);
+        assert!((lrs[10] - 0.01).abs() < 1e-6, "{lrs:?}");
+        assert!(lrs[29] < 0.001, "{lrs:?}");
+    }
+}

@@ -1,0 +1,578 @@
+//! The training loop: AdamW on cross-entropy, a learning-rate scheduler stepped per batch,
+//! validation after every epoch, the best weights kept, a checkpoint after every epoch, early
+//! stopping, and resume.
+
+use crate::config::{ModelSpec, TrainConfig};
+use crate::model_dir::{
+    Checkpoint, DataInfo, FORMAT, FORMAT_VERSION, ModelDir, ModelInfo, RunState, StopReason,
+    write_history, write_info,
+};
+use crate::progress::{BatchStats, EpochMetrics, Phase, TrainProgress};
+use crate::{TrainError, batch_to_tensors};
+use burn::lr_scheduler::LrSchedulerRecord;
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Int, Tensor};
+use gc_core::Gender;
+use gc_models::ImageClassifier;
+use gc_models::weights::save_safetensors;
+use gc_pipeline::{Augment, Cache, ImageFolder, Pipeline, PipelineConfig, Sample, Size};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::Instant;
+
+/// The labelled images of a run: training and validation samples with their class names.
+#[derive(Debug, Clone)]
+pub struct TrainData {
+    pub train: Vec<Sample>,
+    pub val: Vec<Sample>,
+    pub info: DataInfo,
+}
+
+impl TrainData {
+    /// Reads `dir/train/{female,male}` and `dir/val/{female,male}`, the layout `prepare` writes.
+    pub fn from_dir(dir: &Path) -> Result<TrainData, TrainError> {
+        let open = |split: &str| {
+            ImageFolder::open(dir.join(split))
+                .map_err(|e| TrainError::Data(format!("{split} images: {e}")))
+        };
+        TrainData::new(dir, open("train")?, open("val")?)
+    }
+
+    /// Checks that both folders have exactly the classes `female` and `male` (in that order) and
+    /// some images, and fingerprints the sample lists, with paths relative to `root`.
+    pub fn new(root: &Path, train: ImageFolder, val: ImageFolder) -> Result<TrainData, TrainError> {
+        let want: Vec<String> = Gender::ALL.iter().map(|g| g.name().to_string()).collect();
+        for (split, folder) in [("train", &train), ("val", &val)] {
+            if folder.classes != want {
+                return Err(TrainError::Data(format!(
+                    "{}: {split} classes are {:?}; expected {want:?}",
+                    root.display(),
+                    folder.classes
+                )));
+            }
+            if folder.samples.is_empty() {
+                return Err(TrainError::Data(format!(
+                    "{}: no {split} images",
+                    root.display()
+                )));
+            }
+        }
+        let mut lines: Vec<String> = [("train", &train.samples), ("val", &val.samples)]
+            .iter()
+            .flat_map(|(split, samples)| {
+                samples.iter().map(move |s| {
+                    let rel = s.path.strip_prefix(root).unwrap_or(&s.path);
+                    format!("{split}\t{}\t{}\n", s.label, rel.to_string_lossy())
+                })
+            })
+            .collect();
+        lines.sort();
+        let mut hasher = Sha256::new();
+        for line in &lines {
+            hasher.update(line.as_bytes());
+        }
+        let fingerprint = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(TrainData {
+            info: DataInfo {
+                fingerprint,
+                train_images: train.samples.len(),
+                val_images: val.samples.len(),
+            },
+            train: train.samples,
+            val: val.samples,
+        })
+    }
+}
+
+/// How to run (not what to learn): none of this changes the result except `threads`, which
+/// changes the order of floating-point sums (see `docs/BENCHMARKS.md`).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Threads for the tensor computations; 0 means one per core.
+    pub threads: usize,
+    /// Threads decoding images; 0 means one per core.
+    pub workers: usize,
+    /// Continue the run whose checkpoint is in the output folder.
+    pub resume: bool,
+    /// Where decoded training and validation images are kept between epochs.
+    pub cache: Cache,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            threads: 0,
+            workers: 0,
+            resume: false,
+            cache: Cache::Memory,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainReport {
+    /// Every epoch of the run, those before a resume included.
+    pub history: Vec<EpochMetrics>,
+    /// The epoch whose weights are in `model.safetensors`.
+    pub best: EpochMetrics,
+    pub stopped: StopReason,
+    /// Epochs already done when this call resumed the run.
+    pub resumed_after: Option<usize>,
+}
+
+/// Trains `config.model` on `data`, writing the model directory `out` (see [`crate::model_dir`]).
+/// `out` must be new or empty, unless `options.resume` continues the run checkpointed there, in
+/// which case `config` and the data must be those of that run.
+pub fn train(
+    config: &TrainConfig,
+    data: &TrainData,
+    out: &Path,
+    options: &RunOptions,
+    progress: &dyn TrainProgress,
+) -> Result<TrainReport, TrainError> {
+    config.validate()?;
+    let files = ModelDir::new(out);
+    let checkpoint = if options.resume {
+        let path = files.checkpoint();
+        if !path.is_file() {
+            return Err(TrainError::Resume(format!(
+                "{}: no checkpoint to resume",
+                path.display()
+            )));
+        }
+        let checkpoint = Checkpoint::read(&path)?;
+        same_run(&checkpoint.state, config, &data.info)?;
+        Some(checkpoint)
+    } else {
+        if [files.info(), files.weights(), files.checkpoint()]
+            .iter()
+            .any(|p| p.exists())
+        {
+            return Err(TrainError::OutputExists(out.to_path_buf()));
+        }
+        std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+        None
+    };
+
+    let pipeline = |samples: &[Sample], train: bool| {
+        let image_size = Size::square(config.image_size);
+        let geometry = gc_pipeline::Geometry::from_image_size(image_size);
+        Pipeline::new(
+            samples.to_vec(),
+            PipelineConfig {
+                image_size,
+                resize_size: geometry.resize_size,
+                batch_size: config.batch_size,
+                shuffle: train,
+                seed: config.seed,
+                augment: if train && config.augment {
+                    Augment::Train
+                } else {
+                    Augment::Eval
+                },
+                cache: options.cache.clone(),
+                workers: options.workers,
+                ..PipelineConfig::default()
+            },
+        )
+        .map_err(|e| TrainError::Data(e.to_string()))
+    };
+    let run = Run {
+        config,
+        data: &data.info,
+        files: &files,
+        train: pipeline(&data.train, true)?,
+        val: pipeline(&data.val, false)?,
+        progress,
+        checkpoint,
+    };
+
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("gc-train-{i}"))
+        .build()
+        .map_err(|e| TrainError::Config(format!("cannot start {threads} threads: {e}")))?;
+    pool.install(|| {
+        let device = gc_models::cpu_device().autodiff();
+        // Initial weights come from the seed (or from the checkpoint when resuming).
+        device.seed(config.seed);
+        match &config.model {
+            ModelSpec::Cnn(c) => run.run(c.init(&device), &device),
+            ModelSpec::EfficientNetLite0(c) => {
+                let model = match (&config.init, &run.checkpoint) {
+                    (Some(path), None) => c.init_imagenet(path, &device)?,
+                    _ => c.init(&device),
+                };
+                run.run(model, &device)
+            }
+        }
+    })
+}
+
+/// Refuses to resume with other settings or other data, naming what differs.
+fn same_run(state: &RunState, config: &TrainConfig, data: &DataInfo) -> Result<(), TrainError> {
+    if state.data != *data {
+        return Err(TrainError::Resume(format!(
+            "the checkpoint was trained on other data ({} + {} images, fingerprint {}); these are {} + {} images, fingerprint {}",
+            state.data.train_images,
+            state.data.val_images,
+            state.data.fingerprint,
+            data.train_images,
+            data.val_images,
+            data.fingerprint
+        )));
+    }
+    if state.config != *config {
+        let (was, now) = (
+            serde_json::to_value(&state.config).unwrap_or_default(),
+            serde_json::to_value(config).unwrap_or_default(),
+        );
+        let differ: Vec<String> = match (was.as_object(), now.as_object()) {
+            (Some(a), Some(b)) => a
+                .iter()
+                .filter(|(k, v)| b.get(*k) != Some(*v))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}: {v} in the checkpoint, {} now",
+                        b.get(k).cloned().unwrap_or_default()
+                    )
+                })
+                .collect(),
+            _ => vec![],
+        };
+        return Err(TrainError::Resume(format!(
+            "the checkpoint was made with other settings: {}",
+            differ.join("; ")
+        )));
+    }
+    Ok(())
+}
+
+/// The seed of the backend's random generator for an epoch (dropout), so that an epoch draws the
+/// same numbers whether the run was resumed before it or not.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    // splitmix64 of the pair
+    let mut z = seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+struct Run<'a> {
+    config: &'a TrainConfig,
+    data: &'a DataInfo,
+    files: &'a ModelDir,
+    train: Pipeline,
+    val: Pipeline,
+    progress: &'a dyn TrainProgress,
+    checkpoint: Option<Checkpoint>,
+}
+
+/// Sums over a pass.
+#[derive(Default)]
+struct Tally {
+    loss: f64,
+    correct: usize,
+    images: usize,
+    batches: usize,
+}
+
+impl Tally {
+    fn add(&mut self, mean_loss: f64, correct: usize, images: usize) {
+        self.loss += mean_loss * images as f64;
+        self.correct += correct;
+        self.images += images;
+        self.batches += 1;
+    }
+    fn mean_loss(&self) -> f64 {
+        self.loss / self.images.max(1) as f64
+    }
+    fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.images.max(1) as f64
+    }
+}
+
+/// Predictions equal to the labels.
+fn correct(logits: &Tensor<2>, labels: Tensor<1, Int>) -> usize {
+    let n = labels.dims()[0];
+    let predicted = logits.clone().argmax(1).reshape([n]);
+    predicted.equal(labels).int().sum().into_scalar::<i64>() as usize
+}
+
+impl Run<'_> {
+    fn run<M: ImageClassifier>(
+        mut self,
+        mut model: M,
+        device: &Device,
+    ) -> Result<TrainReport, TrainError> {
+        let config = self.config;
+        let steps = self.train.batches_per_epoch();
+        let mut optimizer = AdamWConfig::new()
+            .with_weight_decay(config.weight_decay as f32)
+            .init();
+        let mut scheduler = config.scheduler(steps)?;
+        let mut state = RunState {
+            config: config.clone(),
+            data: self.data.clone(),
+            epochs_done: 0,
+            best: None,
+            epochs_since_best: 0,
+            history: Vec::new(),
+            rng: "none saved: every draw depends on (seed, epoch) only; the backend is re-seeded at each epoch".into(),
+        };
+        let mut resumed_after = None;
+        if let Some(checkpoint) = self.checkpoint.take() {
+            (model, optimizer, scheduler) = restore(
+                &checkpoint,
+                model,
+                optimizer,
+                scheduler,
+                &self.files.checkpoint(),
+            )?;
+            state = checkpoint.state;
+            resumed_after = Some(state.epochs_done);
+        }
+        let plain = device.clone().inner();
+        let loss_fn = CrossEntropyLossConfig::new().init(device);
+        let mut stopped = StopReason::Completed;
+
+        for epoch in state.epochs_done..config.epochs {
+            let started = Instant::now();
+            device.seed(epoch_seed(config.seed, epoch));
+
+            // Training pass.
+            self.progress
+                .pass_start(Phase::Train, epoch, config.epochs, steps, self.train.len());
+            let mut tally = Tally::default();
+            let mut lr = 0.0;
+            for batch in self.train.epoch(epoch as u64) {
+                let n = batch.len();
+                let (images, labels) = batch_to_tensors(batch, device);
+                let logits = model.forward(images);
+                let loss = loss_fn.forward(logits.clone(), labels.clone());
+                let rates = scheduler.step();
+                lr = rates.base();
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optimizer.step(rates, model, grads);
+                let loss = f64::from(loss.into_scalar::<f32>());
+                if !loss.is_finite() {
+                    return Err(TrainError::Diverged {
+                        epoch: epoch + 1,
+                        value: loss,
+                    });
+                }
+                tally.add(loss, correct(&logits, labels), n);
+                self.report(Phase::Train, epoch, &tally, started, lr);
+            }
+            if tally.images == 0 {
+                return Err(TrainError::Data(
+                    "no training image could be decoded".into(),
+                ));
+            }
+            let train_seconds = started.elapsed().as_secs_f64();
+            let train_tally = tally;
+
+            // Validation pass, on a validation copy (no autodiff, BatchNorm running statistics).
+            let eval = model.valid();
+            let val = self.evaluate(&eval, &plain, epoch)?;
+
+            let metrics = EpochMetrics {
+                epoch: epoch + 1,
+                train_loss: train_tally.mean_loss(),
+                train_acc: train_tally.accuracy(),
+                val_loss: val.mean_loss(),
+                val_acc: val.accuracy(),
+                lr,
+                seconds: 0.0,
+                images_per_second: train_tally.images as f64 / train_seconds.max(1e-9),
+            };
+            let improved = state.best.is_none_or(|b| metrics.val_loss < b.val_loss);
+            if improved {
+                save_safetensors(&eval, &self.files.weights())?;
+            }
+            let metrics = EpochMetrics {
+                seconds: started.elapsed().as_secs_f64(),
+                ..metrics
+            };
+            if improved {
+                state.best = Some(metrics);
+                state.epochs_since_best = 0;
+            } else {
+                state.epochs_since_best += 1;
+            }
+            state.epochs_done = epoch + 1;
+            if config
+                .patience
+                .is_some_and(|p| state.epochs_since_best >= p && state.epochs_done < config.epochs)
+            {
+                stopped = StopReason::EarlyStopped;
+            }
+
+            // Checkpoint, then the files that describe it.
+            state.history.push(metrics);
+            Checkpoint {
+                state: state.clone(),
+                model: model
+                    .clone()
+                    .into_record()
+                    .into_bytes()
+                    .map_err(record_err)?
+                    .to_vec(),
+                optimizer: optimizer.into_bytes().map_err(record_err)?.to_vec(),
+                scheduler: scheduler
+                    .to_record()
+                    .into_bytes()
+                    .map_err(record_err)?
+                    .to_vec(),
+            }
+            .write(&self.files.checkpoint())?;
+            write_history(&self.files.dir, &state.history)?;
+            self.progress.epoch_end(&metrics, improved);
+            let more = state.epochs_done < config.epochs;
+            if more && stopped == StopReason::Completed && self.progress.should_stop() {
+                stopped = StopReason::Interrupted;
+            }
+            let running = more && stopped == StopReason::Completed;
+            self.write_info(
+                &state,
+                if running {
+                    StopReason::Running
+                } else {
+                    stopped
+                },
+            )?;
+            if stopped != StopReason::Completed {
+                break;
+            }
+        }
+        if state.epochs_done >= config.epochs && resumed_after == Some(state.epochs_done) {
+            // Nothing left to do: report the finished run as it stands.
+            self.write_info(&state, StopReason::Completed)?;
+        }
+        let best = state
+            .best
+            .ok_or_else(|| TrainError::Internal("no epoch finished".into()))?;
+        Ok(TrainReport {
+            history: state.history,
+            best,
+            stopped,
+            resumed_after,
+        })
+    }
+
+    fn evaluate<M: ImageClassifier>(
+        &self,
+        model: &M,
+        device: &Device,
+        epoch: usize,
+    ) -> Result<Tally, TrainError> {
+        let loss_fn: CrossEntropyLoss = CrossEntropyLossConfig::new().init(device);
+        self.progress.pass_start(
+            Phase::Validate,
+            epoch,
+            self.config.epochs,
+            self.val.batches_per_epoch(),
+            self.val.len(),
+        );
+        let started = Instant::now();
+        let mut tally = Tally::default();
+        // The validation pipeline neither shuffles nor augments: every epoch sees the same batches.
+        for batch in self.val.epoch(0) {
+            let n = batch.len();
+            let (images, labels) = batch_to_tensors(batch, device);
+            let logits = model.forward(images);
+            let loss = f64::from(
+                loss_fn
+                    .forward(logits.clone(), labels.clone())
+                    .into_scalar::<f32>(),
+            );
+            tally.add(loss, correct(&logits, labels), n);
+            self.report(Phase::Validate, epoch, &tally, started, 0.0);
+        }
+        if tally.images == 0 {
+            return Err(TrainError::Data(
+                "no validation image could be decoded".into(),
+            ));
+        }
+        Ok(tally)
+    }
+
+    fn report(&self, phase: Phase, epoch: usize, tally: &Tally, started: Instant, lr: f64) {
+        self.progress.batch(&BatchStats {
+            phase,
+            epoch,
+            batches: tally.batches,
+            images: tally.images,
+            loss: tally.mean_loss(),
+            accuracy: tally.accuracy(),
+            images_per_second: tally.images as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            lr,
+        });
+    }
+
+    fn write_info(&self, state: &RunState, stopped: StopReason) -> Result<(), TrainError> {
+        let Some(best) = state.best else {
+            return Ok(());
+        };
+        let geometry = gc_pipeline::Geometry::from_image_size(Size::square(self.config.image_size));
+        write_info(
+            &self.files.dir,
+            &ModelInfo {
+                format: FORMAT.into(),
+                version: FORMAT_VERSION,
+                training: self.config.clone(),
+                resize_size: geometry.resize_size.width,
+                normalization: self.config.model.normalization(),
+                labels: Gender::ALL.iter().map(|g| g.name().to_string()).collect(),
+                data: self.data.clone(),
+                best,
+                epochs_run: state.epochs_done,
+                stopped,
+            },
+        )
+    }
+}
+
+fn record_err(e: burn::store::RecordError) -> TrainError {
+    TrainError::Internal(format!("serialising the checkpoint: {e}"))
+}
+
+/// Puts the checkpoint's weights, optimiser state and scheduler position back.
+fn restore<M: Module>(
+    checkpoint: &Checkpoint,
+    model: M,
+    optimizer: ModuleOptimizer,
+    scheduler: ModuleLrScheduler,
+    path: &Path,
+) -> Result<(M, ModuleOptimizer, ModuleLrScheduler), TrainError> {
+    let bad = |what: &str, e: burn::store::RecordError| {
+        TrainError::Resume(format!("{}: unreadable {what}: {e}", path.display()))
+    };
+    let bytes = |v: &[u8]| Bytes::from_bytes_vec(v.to_vec());
+    let record =
+        ModuleRecord::from_bytes(bytes(&checkpoint.model)).map_err(|e| bad("weights", e))?;
+    let model = model
+        .try_load_record(record)
+        .map_err(|e| bad("weights", e))?;
+    let optimizer = optimizer
+        .from_bytes(bytes(&checkpoint.optimizer))
+        .map_err(|e| bad("optimiser state", e))?;
+    let scheduler = scheduler.load_record(
+        LrSchedulerRecord::from_bytes(bytes(&checkpoint.scheduler))
+            .map_err(|e| bad("scheduler state", e))?,
+    );
+    Ok((model, optimizer, scheduler))
+}

@@ -1,0 +1,488 @@
+//! Training on real faces: a few hundred UTKFace images from `../shared/data/`, prepared here with
+//! gc-dataset. Tiny models and small images keep the whole file to about a minute on 2 cores.
+
+use gc_core::{Classifier, Gender, ModelError, RgbView};
+use gc_dataset::{ManifestRow, NoProgress, PrepareOptions, Split, prepare};
+use gc_models::CnnConfig;
+use gc_pipeline::{ImageFolder, Sample, decode_rgb};
+use gc_train::{
+    Arch, EpochMetrics, ModelSpec, RunOptions, Schedule, StopReason, TrainConfig, TrainData,
+    TrainError, TrainProgress, load_model, train,
+};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+/// burn's flex backend draws random numbers from one process-wide generator, so runs that must be
+/// reproducible cannot overlap: every test that trains holds this lock.
+fn one_run_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join("shared").join(rel))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "shared/{rel} not found above {}: these tests need ../shared/ beside the repository",
+                env!("CARGO_MANIFEST_DIR")
+            )
+        })
+}
+
+/// The 64px UTKFace archive prepared once (all 23,705 images, a few seconds), and balanced samples
+/// of adults (20 to 59) from each split.
+struct Faces {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    rows: Vec<ManifestRow>,
+}
+
+fn faces() -> &'static Faces {
+    static FACES: OnceLock<Faces> = OnceLock::new();
+    FACES.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("utk64");
+        let report = prepare(
+            &PrepareOptions::new(shared("data/utkface-aligned-64px.tar.gz"), &root),
+            &NoProgress,
+        )
+        .unwrap();
+        Faces {
+            _dir: dir,
+            root,
+            rows: report.rows,
+        }
+    })
+}
+
+/// `per_class` adult images of each gender from `split`, every `stride`-th in manifest order.
+fn samples(split: Split, per_class: usize) -> Vec<Sample> {
+    let f = faces();
+    let mut out = Vec::new();
+    for g in Gender::ALL {
+        out.extend(
+            f.rows
+                .iter()
+                .filter(|r| r.split == split && r.gender == g && (20..60).contains(&r.age))
+                .step_by(3)
+                .take(per_class)
+                .map(|r| Sample {
+                    path: f.root.join(&r.path),
+                    label: g.index(),
+                }),
+        );
+    }
+    assert_eq!(out.len(), 2 * per_class, "not enough {split:?} adults");
+    out
+}
+
+fn data(train_per_class: usize, val_per_class: usize) -> TrainData {
+    let classes = Gender::ALL
+        .iter()
+        .map(|g| g.name().to_string())
+        .collect::<Vec<_>>();
+    let folder = |s| ImageFolder::from_samples(classes.clone(), s).unwrap();
+    TrainData::new(
+        &faces().root,
+        folder(samples(Split::Train, train_per_class)),
+        folder(samples(Split::Val, val_per_class)),
+    )
+    .unwrap()
+}
+
+/// The tiny CNN on 32x32 crops.
+fn tiny(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 32,
+        lr: 3e-3,
+        image_size: 32,
+        ..TrainConfig::new(ModelSpec::Cnn(CnnConfig::tiny()))
+    }
+}
+
+fn options(threads: usize) -> RunOptions {
+    RunOptions {
+        threads,
+        workers: 2,
+        ..RunOptions::default()
+    }
+}
+
+/// Stops the run after `n` epochs, as Ctrl-C would.
+struct StopAfter {
+    n: usize,
+    done: AtomicUsize,
+}
+
+impl TrainProgress for StopAfter {
+    fn epoch_end(&self, _: &EpochMetrics, _: bool) {
+        self.done.fetch_add(1, Ordering::SeqCst);
+    }
+    fn should_stop(&self) -> bool {
+        self.done.load(Ordering::SeqCst) >= self.n
+    }
+}
+
+fn stop_after(n: usize) -> StopAfter {
+    StopAfter {
+        n,
+        done: AtomicUsize::new(0),
+    }
+}
+
+fn weights(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("model.safetensors")).unwrap()
+}
+
+/// Accuracy of a loaded model directory on images it never saw, through the `Classifier` API.
+fn accuracy_on(classifier: &dyn Classifier, samples: &[Sample]) -> f64 {
+    let images: Vec<_> = samples
+        .iter()
+        .map(|s| decode_rgb(&s.path).unwrap())
+        .collect();
+    let views: Vec<RgbView<'_>> = images
+        .iter()
+        .map(|im| RgbView::new(im.width(), im.height(), im.as_raw()).unwrap())
+        .collect();
+    let rows = classifier.classify(&views).unwrap();
+    assert_eq!(rows.len(), samples.len());
+    let mut correct = 0;
+    for (row, s) in rows.iter().zip(samples) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{row:?}");
+        let predicted = if row[1] > row[0] { 1 } else { 0 };
+        correct += usize::from(predicted == s.label);
+    }
+    correct as f64 / samples.len() as f64
+}
+
+#[test]
+fn a_tiny_cnn_learns_gender_from_a_few_hundred_faces() {
+    let _lock = one_run_at_a_time();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("model");
+    let config = tiny(8);
+    let report = train(
+        &config,
+        &data(300, 100),
+        &dir,
+        &options(2),
+        &gc_train::NoProgress,
+    )
+    .unwrap();
+    let h = &report.history;
+    for m in h {
+        eprintln!(
+            "epoch {}: train loss {:.4} acc {:.3}, val loss {:.4} acc {:.3}, {:.0} img/s",
+            m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.images_per_second
+        );
+    }
+    assert_eq!(h.len(), 8);
+    assert_eq!(report.stopped, StopReason::Completed);
+    // The loss falls, and the best epoch is well above chance on the validation faces.
+    assert!(h[7].train_loss < h[0].train_loss - 0.05, "{h:#?}");
+    assert!(report.best.val_acc > 0.68, "best {:?}", report.best);
+
+    // The model directory is complete and loads as a Classifier that does as well on held-out
+    // test faces.
+    for f in [
+        "model.safetensors",
+        "model.json",
+        "history.csv",
+        "checkpoint.bin",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 9);
+    let info = gc_train::read_info(&dir).unwrap();
+    assert_eq!(info.labels, ["female", "male"]);
+    assert_eq!((info.training.image_size, info.resize_size), (32, 36));
+    assert_eq!(info.best, report.best);
+    assert_eq!(info.stopped, StopReason::Completed);
+    assert_eq!(info.data.fingerprint.len(), 64);
+
+    let classifier = load_model(&dir).unwrap();
+    assert_eq!(classifier.labels()[1].gender, Gender::Male);
+    let test = samples(Split::Test, 100);
+    let acc = accuracy_on(&classifier, &test);
+    eprintln!("held-out test accuracy {acc:.3}");
+    assert!(acc > 0.65, "held-out accuracy {acc}");
+    // Any image size goes in: a 200x150 crop of a face is resized by the classifier itself.
+    let face = decode_rgb(&test[0].path).unwrap();
+    let big = upscale(face.as_raw(), face.width(), face.height(), 200, 150);
+    let rows = classifier
+        .classify(&[RgbView::new(200, 150, &big).unwrap()])
+        .unwrap();
+    assert_eq!(rows[0].len(), 2);
+}
+
+/// Nearest-neighbour resize of packed RGB, to feed the classifier an image of another size.
+fn upscale(rgb: &[u8], w0: u32, h0: u32, w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let i = (((y * h0 / h) * w0 + x * w0 / w) * 3) as usize;
+            out.extend_from_slice(&rgb[i..i + 3]);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_same_seed_gives_the_same_weights() {
+    let _lock = one_run_at_a_time();
+    let out = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        model: ModelSpec::Cnn(CnnConfig::tiny().with_dropout(0.3)),
+        ..tiny(2)
+    };
+    let d = data(64, 32);
+    let run = |name: &str, threads: usize| {
+        let dir = out.path().join(name);
+        train(&config, &d, &dir, &options(threads), &gc_train::NoProgress).unwrap();
+        weights(&dir)
+    };
+    let a = run("a", 2);
+    assert!(a == run("b", 2), "two runs with 2 threads differ");
+    let other_seed = TrainConfig {
+        seed: 7,
+        ..config.clone()
+    };
+    let dir = out.path().join("c");
+    train(&other_seed, &d, &dir, &options(2), &gc_train::NoProgress).unwrap();
+    assert_ne!(a, weights(&dir), "another seed gave the same weights");
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_weights() {
+    let _lock = one_run_at_a_time();
+    let out = tempfile::tempdir().unwrap();
+    // Dropout and a warm-up followed by a cosine schedule: the random generator and the
+    // scheduler position must both be restored.
+    let config = TrainConfig {
+        model: ModelSpec::Cnn(CnnConfig::tiny().with_dropout(0.3)),
+        warmup_epochs: 1,
+        schedule: Schedule::Cosine,
+        ..tiny(3)
+    };
+    let d = data(64, 32);
+    let whole = out.path().join("whole");
+    let report = train(&config, &d, &whole, &options(2), &gc_train::NoProgress).unwrap();
+    assert_eq!(report.history.len(), 3);
+
+    let parts = out.path().join("parts");
+    let first = train(&config, &d, &parts, &options(2), &stop_after(1)).unwrap();
+    assert_eq!(first.stopped, StopReason::Interrupted);
+    assert_eq!(first.history.len(), 1);
+    assert_eq!(
+        gc_train::read_info(&parts).unwrap().stopped,
+        StopReason::Interrupted
+    );
+    // A second interruption, then the end.
+    let second = train(
+        &config,
+        &d,
+        &parts,
+        &RunOptions {
+            resume: true,
+            ..options(2)
+        },
+        &stop_after(1),
+    )
+    .unwrap();
+    assert_eq!((second.resumed_after, second.history.len()), (Some(1), 2));
+    let last = train(
+        &config,
+        &d,
+        &parts,
+        &RunOptions {
+            resume: true,
+            ..options(2)
+        },
+        &gc_train::NoProgress,
+    )
+    .unwrap();
+    assert_eq!(last.stopped, StopReason::Completed);
+    assert_eq!(last.history.len(), 3);
+    for (a, b) in report.history.iter().zip(&last.history) {
+        assert_eq!(
+            (a.train_loss, a.val_loss, a.lr),
+            (b.train_loss, b.val_loss, b.lr),
+            "epoch {}",
+            a.epoch
+        );
+    }
+    // The best epoch is the last one, trained after two resumes: its weights are compared.
+    assert_eq!(last.best.epoch, 3, "{:#?}", last.history);
+    assert!(
+        weights(&whole) == weights(&parts),
+        "the resumed run's weights differ"
+    );
+}
+
+#[test]
+fn the_output_folder_and_resume_are_checked() {
+    let _lock = one_run_at_a_time();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("m");
+    let d = data(32, 16);
+    let config = tiny(1);
+    let resume = RunOptions {
+        resume: true,
+        ..options(2)
+    };
+    match train(&config, &d, &dir, &resume, &gc_train::NoProgress) {
+        Err(TrainError::Resume(msg)) => assert!(msg.contains("no checkpoint"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    train(&config, &d, &dir, &options(2), &gc_train::NoProgress).unwrap();
+    match train(&config, &d, &dir, &options(2), &gc_train::NoProgress) {
+        Err(TrainError::OutputExists(p)) => assert_eq!(p, dir),
+        other => panic!("{other:?}"),
+    }
+    let other_lr = TrainConfig {
+        lr: 1e-2,
+        ..config.clone()
+    };
+    match train(&other_lr, &d, &dir, &resume, &gc_train::NoProgress) {
+        Err(TrainError::Resume(msg)) => assert!(msg.contains("lr: 0.003"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    match train(&config, &data(33, 16), &dir, &resume, &gc_train::NoProgress) {
+        Err(TrainError::Resume(msg)) => assert!(msg.contains("other data"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    // A finished run resumed does nothing and reports itself.
+    let again = train(&config, &d, &dir, &resume, &gc_train::NoProgress).unwrap();
+    assert_eq!((again.resumed_after, again.history.len()), (Some(1), 1));
+}
+
+/// A trained model directory copied to `name` under `root`, for damaging.
+fn copy_model(from: &Path, root: &Path, name: &str) -> PathBuf {
+    let to = root.join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for f in ["model.safetensors", "model.json"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    to
+}
+
+fn edit_json(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("model.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+fn refused(dir: &Path) -> String {
+    match load_model(dir) {
+        Err(e @ (ModelError::File { .. } | ModelError::Format { .. })) => e.to_string(),
+        Err(e) => panic!("unexpected error kind: {e:?}"),
+        Ok(_) => panic!("{} loaded", dir.display()),
+    }
+}
+
+#[test]
+fn broken_model_directories_are_refused_with_a_reason() {
+    let _lock = one_run_at_a_time();
+    let out = tempfile::tempdir().unwrap();
+    let good = out.path().join("good");
+    train(
+        &tiny(1),
+        &data(32, 16),
+        &good,
+        &options(2),
+        &gc_train::NoProgress,
+    )
+    .unwrap();
+    assert!(load_model(&good).is_ok());
+    let root = out.path();
+
+    let dir = copy_model(&good, root, "no-weights");
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    let msg = refused(&dir);
+    assert!(msg.contains("model.safetensors"), "{msg}");
+
+    let dir = copy_model(&good, root, "no-json");
+    std::fs::remove_file(dir.join("model.json")).unwrap();
+    assert!(refused(&dir).contains("model.json"));
+
+    let dir = copy_model(&good, root, "unknown-arch");
+    edit_json(&dir, |v| v["arch"] = "resnet50".into());
+    let msg = refused(&dir);
+    assert!(msg.contains("unknown architecture \"resnet50\""), "{msg}");
+
+    // The config says 64 channels where the weights have 32: a shape mismatch.
+    let dir = copy_model(&good, root, "wrong-shape");
+    edit_json(&dir, |v| {
+        v["config"]["channels"] = serde_json::json!([8, 16, 16, 64])
+    });
+    let msg = refused(&dir);
+    assert!(
+        msg.contains("do not fit") && msg.contains("blocks.3"),
+        "{msg}"
+    );
+
+    // Weights of a 3-block CNN where the config has 4 blocks: tensors are missing.
+    let dir = copy_model(&good, root, "missing-tensor");
+    let three = CnnConfig::new()
+        .with_channels(vec![8, 16, 16])
+        .init(&gc_models::cpu_device());
+    gc_models::weights::save_safetensors(&three, &dir.join("model.safetensors")).unwrap();
+    let msg = refused(&dir);
+    assert!(
+        msg.contains("missing") && msg.contains("blocks.3.conv.weight"),
+        "{msg}"
+    );
+
+    let dir = copy_model(&good, root, "bad-labels");
+    edit_json(&dir, |v| v["labels"] = serde_json::json!(["cat", "dog"]));
+    assert!(refused(&dir).contains("cat"));
+
+    let dir = copy_model(&good, root, "not-safetensors");
+    std::fs::write(dir.join("model.safetensors"), b"not a tensor file").unwrap();
+    let msg = refused(&dir);
+    assert!(msg.contains("model.safetensors"), "{msg}");
+
+    let dir = copy_model(&good, root, "not-json");
+    std::fs::write(dir.join("model.json"), b"{").unwrap();
+    assert!(refused(&dir).contains("model.json"));
+}
+
+#[test]
+fn efficientnet_lite0_fine_tunes_from_imagenet() {
+    let _lock = one_run_at_a_time();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("lite0");
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 16,
+        lr: 1e-3,
+        image_size: 64,
+        init: Some(shared(
+            "models/backbone/efficientnet-lite0-imagenet.safetensors",
+        )),
+        ..TrainConfig::new(Arch::EfficientNetLite0.default_spec())
+    };
+    let report = train(
+        &config,
+        &data(32, 16),
+        &dir,
+        &options(2),
+        &gc_train::NoProgress,
+    )
+    .unwrap();
+    assert!(report.best.val_loss.is_finite(), "{:?}", report.best);
+    let classifier = load_model(&dir).unwrap();
+    let acc = accuracy_on(&classifier, &samples(Split::Test, 8));
+    assert!((0.0..=1.0).contains(&acc));
+    // The backbone moved away from ImageNet during fine-tuning but kept its BatchNorm statistics
+    // (momentum 0.01: one epoch changes them little).
+    let info = gc_train::read_info(&dir).unwrap();
+    assert_eq!(info.training.model.arch(), Arch::EfficientNetLite0);
+}
