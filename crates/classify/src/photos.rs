@@ -8,7 +8,7 @@
 use crate::inputs::Input;
 use crate::run::Prediction;
 use gc_core::{Classifier, RgbView};
-use gc_detect::{Detector, face_crop};
+use gc_detect::{Detector, aligned_face_crop, face_crop};
 use rayon::prelude::*;
 use std::path::PathBuf;
 
@@ -159,6 +159,16 @@ fn frame(
     let crops = faces
         .iter()
         .map(|face| {
+            // With eye landmarks (YuNet), level the eyes as UTKFace's aligned crops do.
+            if let Some((side, pixels)) = aligned_face_crop(&view, face, margin) {
+                return Crop {
+                    bbox: face.bbox,
+                    score: face.score,
+                    width: side,
+                    height: side,
+                    pixels,
+                };
+            }
             let rect = face_crop(&view, face, margin);
             Crop {
                 bbox: face.bbox,

@@ -39,6 +39,6 @@ mod nms;
 mod ultraface;
 mod yunet;
 
-pub use crop::{CropRect, face_crop};
+pub use crop::{CropRect, aligned_face_crop, face_crop};
 pub use detector::{DEFAULT_NMS_THRESHOLD, Detector, DetectorKind, Face, UnknownDetector};
 pub use yunet::MAX_SIDE as YUNET_MAX_SIDE;
