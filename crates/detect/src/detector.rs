@@ -5,6 +5,7 @@
 use crate::nms::{Candidate, nms};
 use crate::{ultraface, yunet};
 use gc_core::{ModelError, RgbView};
+use gc_onnx::read::{as_f32, check_file, read_model};
 use gc_pipeline::transform::Size;
 use std::collections::HashMap;
 use std::fmt;
@@ -202,12 +203,7 @@ impl Detector {
         };
         check_file(path)?;
         let started = Instant::now();
-        // value_info only repeats shapes tract infers itself (see gc-onnx: some exporters write
-        // symbols there that cannot unify with a fixed size).
-        let mut model = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .model_for_path(path)
-            .map_err(|e| format(format!("not an ONNX model that tract can read: {e:#}")))?;
+        let mut model = read_model(path)?;
         let outputs = find_outputs(&model, kind).map_err(&format)?;
         let declared = input_size(&model).map_err(&format)?;
         // The declared output shapes name symbols ("batch", "dim") that only get in the way of
@@ -487,25 +483,6 @@ fn input_size(model: &InferenceModel) -> Result<Option<Size>, String> {
         }
         _ => Ok(None),
     }
-}
-
-fn as_f32(t: &Tensor, path: &str) -> Result<Vec<f32>, ModelError> {
-    let err = |e: TractError| ModelError::Run(format!("{path}: output is not numeric: {e:#}"));
-    let t = t.cast_to::<f32>().map_err(err)?;
-    let view = t.try_as_plain_ram().map_err(err)?;
-    Ok(view.as_slice::<f32>().map_err(err)?.to_vec())
-}
-
-fn check_file(path: &Path) -> Result<(), ModelError> {
-    let file_err = |reason: String| ModelError::File {
-        path: path.display().to_string(),
-        reason,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
-    if !meta.is_file() {
-        return Err(file_err("not a file".to_string()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 mod model;
 mod preprocess;
 mod presets;
+pub mod read;
 mod spec;
 
 pub use model::{DEFAULT_BATCH, OnnxClassifier, RawOutput, SpecSource};

@@ -3,6 +3,7 @@
 //! chosen output slice into probabilities. Preprocessing lives in `preprocess`, specs in `spec`.
 
 use crate::presets::{preset, preset_for_file, presets};
+use crate::read::{as_f32, check_file, read_model};
 use crate::spec::{OutputTensor, PreprocessSpec, SPEC_SCHEMA, Scores};
 use gc_core::{ClassLabel, Classifier, ModelError, RgbView, map_labels, softmax};
 use rayon::prelude::*;
@@ -143,13 +144,7 @@ impl OnnxClassifier {
         spec.validate(&shown)?;
         let labels = map_labels(&spec.labels, &shown)?;
         let started = Instant::now();
-        // value_info only repeats shapes tract infers itself, and some exporters write it with a
-        // symbolic batch that cannot unify with a fixed one (the original dlib-cydral export
-        // fails with "Impossible to unify Sym(N) with Val(1)" otherwise).
-        let model = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .model_for_path(path)
-            .map_err(|e| format(format!("not an ONNX model that tract can read: {e:#}")))?;
+        let model = read_model(path)?;
         check_input(&model, &spec).map_err(format)?;
         let outlets = model
             .output_outlets()
@@ -370,25 +365,6 @@ fn renormalise(p: &[f32]) -> Vec<f32> {
         return vec![f32::NAN; p.len()];
     }
     p.iter().map(|v| v.max(0.0) / sum).collect()
-}
-
-fn as_f32(t: &Tensor, path: &str) -> Result<Vec<f32>, ModelError> {
-    let err = |e: TractError| ModelError::Run(format!("{path}: output is not numeric: {e:#}"));
-    let t = t.cast_to::<f32>().map_err(err)?;
-    let view = t.try_as_plain_ram().map_err(err)?;
-    Ok(view.as_slice::<f32>().map_err(err)?.to_vec())
-}
-
-fn check_file(path: &Path) -> Result<(), ModelError> {
-    let file_err = |reason: String| ModelError::File {
-        path: path.display().to_string(),
-        reason,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
-    if !meta.is_file() {
-        return Err(file_err("not a file".to_string()));
-    }
-    Ok(())
 }
 
 fn preset_names() -> String {
