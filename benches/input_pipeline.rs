@@ -14,6 +14,10 @@
 //!
 //! Run by itself with `--side ours`, the binary is the worker for our side and prints one JSON line.
 
+#[path = "common.rs"]
+mod common;
+
+use common::{peak_rss_mib, run_child};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -63,14 +67,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// Peak resident set size of this process in MiB (Linux: VmHWM).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
 /// Our side: the same work as the peer script, in this process.
 fn run_ours(dir: &Path, epochs: usize, threads: usize) -> Result<Value, String> {
     let started = Instant::now();
@@ -103,26 +99,6 @@ fn run_ours(dir: &Path, epochs: usize, threads: usize) -> Result<Value, String> 
         "skipped": pipeline.skipped().len(),
         "peak_rss_mib": peak_rss_mib(),
     }))
-}
-
-/// Runs a side in a child process and parses the JSON line it prints last.
-fn run_child(mut cmd: Command) -> Result<Value, String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| format!("{shown}: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .ok_or(format!("{shown} printed no result"))?;
-    serde_json::from_str(line).map_err(|e| format!("{shown}: {e}"))
 }
 
 /// Cold (first epoch) and cached (mean of the later epochs) images/s.

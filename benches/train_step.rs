@@ -21,6 +21,10 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use gc_core::{Classifier, RgbView};
 use gc_models::{CnnConfig, ImageClassifier};
 use serde_json::{Value, json};
+#[path = "common.rs"]
+mod common;
+
+use common::{peak_rss_mib, run_child};
 use std::hint::black_box;
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -69,13 +73,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--batch, --steps and --rounds must be >= 1 and --size >= 16".into());
     }
     Ok(args)
-}
-
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -156,26 +153,6 @@ fn run_ours(args: &Args) -> Result<Value, String> {
             "single_image_ms": median(&mut single_ms),
         }))
     })
-}
-
-/// Runs a side in a child process and parses the JSON line it prints last.
-fn run_child(mut cmd: Command) -> Result<Value, String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| format!("{shown}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .ok_or(format!("{shown} printed no result"))?;
-    serde_json::from_str(line).map_err(|e| format!("{shown}: {e}"))
 }
 
 fn peer(args: &Args, size: usize, steps: usize) -> Command {

@@ -1,0 +1,33 @@
+//! Helpers shared by the benchmarks in this folder, included by each with `#[path]` (a bench is a
+//! crate of its own; this keeps one copy without a crate for two functions).
+
+use serde_json::Value;
+use std::process::Command;
+
+/// Peak resident set size of this process in MiB (Linux: VmHWM).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Runs a side in a child process and parses the JSON line it prints last.
+pub fn run_child(mut cmd: Command) -> Result<Value, String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| format!("{shown}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .ok_or(format!("{shown} printed no result"))?;
+    serde_json::from_str(line).map_err(|e| format!("{shown}: {e}"))
+}
