@@ -74,19 +74,13 @@ pub fn classify_photos(
     batch: usize,
     mut emit: impl FnMut(PhotoOutcome),
 ) {
-    let batch = batch.max(1);
-    let mut chunks = inputs.chunks(batch);
-    let prepare = |chunk: &[Input]| prepare_chunk(detector, mode, chunk);
-    let mut current = chunks.next().map(prepare);
-    while let Some(prepared) = current {
-        let next = chunks.next();
-        let (results, next_prepared) =
-            rayon::join(|| classify_prepared(model, prepared), || next.map(prepare));
-        for o in results {
-            emit(o);
-        }
-        current = next_prepared;
-    }
+    crate::run::overlapped(
+        inputs,
+        batch,
+        |chunk| prepare_chunk(detector, mode, chunk),
+        |prepared| classify_prepared(model, prepared),
+        &mut emit,
+    );
 }
 
 /// A decoded photo cut into the images the model will see.

@@ -62,19 +62,34 @@ pub fn classify_inputs(
     batch: usize,
     mut emit: impl FnMut(Outcome),
 ) {
-    let batch = batch.max(1);
-    let mut chunks = inputs.chunks(batch);
-    let mut current = chunks.next().map(decode_chunk);
-    while let Some(decoded) = current {
+    overlapped(
+        inputs,
+        batch,
+        decode_chunk,
+        |decoded| classify_decoded(model, decoded),
+        &mut emit,
+    );
+}
+
+/// Splits `inputs` into chunks of `batch`, runs `prepare` on the next chunk (decoding, on rayon's
+/// threads) while `consume` runs the current one through the model, and emits the results in
+/// input order.
+pub(crate) fn overlapped<P: Send, O: Send>(
+    inputs: &[Input],
+    batch: usize,
+    prepare: impl Fn(&[Input]) -> P + Sync,
+    consume: impl Fn(P) -> Vec<O> + Sync,
+    mut emit: impl FnMut(O),
+) {
+    let mut chunks = inputs.chunks(batch.max(1));
+    let mut current = chunks.next().map(&prepare);
+    while let Some(prepared) = current {
         let next = chunks.next();
-        let (results, next_decoded) = rayon::join(
-            || classify_decoded(model, decoded),
-            || next.map(decode_chunk),
-        );
+        let (results, next_prepared) = rayon::join(|| consume(prepared), || next.map(&prepare));
         for o in results {
             emit(o);
         }
-        current = next_decoded;
+        current = next_prepared;
     }
 }
 
