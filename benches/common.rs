@@ -1,12 +1,19 @@
 //! Helpers shared by the benchmarks in this folder, included by each with `#[path]` (a bench is a
-//! crate of its own; this keeps one copy without a crate for two functions).
+//! crate of its own; this keeps one copy without a crate for a few functions). Not every bench
+//! uses every helper.
+#![allow(dead_code)]
 
 use serde_json::Value;
 use std::process::Command;
 
 /// Peak resident set size of this process in MiB (Linux: VmHWM).
 pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    peak_rss_mib_of("self")
+}
+
+/// Peak resident set size in MiB of the process `pid` (a number, or `self`).
+pub fn peak_rss_mib_of(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)

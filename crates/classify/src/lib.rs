@@ -1,12 +1,15 @@
 //! Classifying image files with any gender-classifier model: which model a `--model` value names,
 //! which files the user means, and the batched, ordered, failure-tolerant run over them. The CLI's
-//! `predict`, and later `eval`, `sort` and `serve`, are thin layers over this crate.
+//! `predict`, `eval`, `sort` and `serve` are thin layers over this crate.
 
+pub mod annotate;
 pub mod builtin;
 pub mod inputs;
+pub mod json;
 pub mod labelled;
 pub mod model;
 pub mod photos;
+pub mod place;
 pub mod run;
 
 pub use inputs::{Input, expand};

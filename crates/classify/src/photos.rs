@@ -65,10 +65,10 @@ pub struct PhotoOutcome {
 }
 
 /// Classifies the faces of `inputs`, `batch` photos at a time, calling `emit` once per photo in
-/// input order.
+/// input order. Without a detector every image is classified whole.
 pub fn classify_photos(
     model: &dyn Classifier,
-    detector: &Detector,
+    detector: Option<&Detector>,
     mode: DetectMode,
     inputs: &[Input],
     batch: usize,
@@ -99,7 +99,7 @@ struct Crop {
     pixels: Vec<u8>,
 }
 
-fn prepare_chunk(detector: &Detector, mode: DetectMode, chunk: &[Input]) -> Vec<Prepared> {
+fn prepare_chunk(detector: Option<&Detector>, mode: DetectMode, chunk: &[Input]) -> Vec<Prepared> {
     chunk
         .par_iter()
         .map(|input| {
@@ -125,17 +125,17 @@ fn prepare_chunk(detector: &Detector, mode: DetectMode, chunk: &[Input]) -> Vec<
 }
 
 fn frame(
-    detector: &Detector,
+    detector: Option<&Detector>,
     mode: DetectMode,
     img: image::RgbImage,
 ) -> Result<(bool, Vec<Crop>), String> {
     let (width, height) = (img.width(), img.height());
-    let whole = match mode {
-        DetectMode::Never => true,
-        DetectMode::Always => false,
-        DetectMode::Auto => looks_like_face_crop(width, height),
+    let detector = match (detector, mode) {
+        (None, _) | (_, DetectMode::Never) => None,
+        (Some(_), DetectMode::Auto) if looks_like_face_crop(width, height) => None,
+        (Some(d), _) => Some(d),
     };
-    if whole {
+    let Some(detector) = detector else {
         let crop = Crop {
             bbox: [0.0, 0.0, width as f32, height as f32],
             score: 1.0,
@@ -144,7 +144,7 @@ fn frame(
             pixels: img.into_raw(),
         };
         return Ok((true, vec![crop]));
-    }
+    };
     let view = RgbView::new(width, height, img.as_raw()).map_err(|e| e.to_string())?;
     let faces = detector
         .detect(&view)
@@ -174,6 +174,25 @@ fn frame(
         })
         .collect();
     Ok((false, crops))
+}
+
+/// Classifies one decoded photo (what the server receives): its faces, or the whole image when
+/// there is no detector or `mode` says so.
+pub fn classify_image(
+    model: &dyn Classifier,
+    detector: Option<&Detector>,
+    mode: DetectMode,
+    img: image::RgbImage,
+) -> Result<Verdict, String> {
+    let prepared = Prepared {
+        path: PathBuf::new(),
+        size: Some((img.width(), img.height())),
+        result: frame(detector, mode, img),
+    };
+    classify_prepared(model, vec![prepared])
+        .pop()
+        .map(|o| o.result)
+        .unwrap_or_else(|| Err("no result".to_string()))
 }
 
 fn classify_prepared(model: &dyn Classifier, prepared: Vec<Prepared>) -> Vec<PhotoOutcome> {

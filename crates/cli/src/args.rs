@@ -47,6 +47,11 @@ pub enum Command {
     Prepare(PrepareArgs),
     /// Train one of our architectures (the notebook CNN or EfficientNet-Lite0) on a prepared dataset.
     Train(crate::commands::train::TrainArgs),
+    /// Sort a folder of photos into female/, male/, mixed/, no-face/ and uncertain/ (copies or hard
+    /// links; the originals are never moved or changed), with an index.csv.
+    Sort(SortArgs),
+    /// Serve the model over HTTP on this machine: POST /v1/classify, GET /healthz, and a page at /.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -142,14 +147,11 @@ pub struct PredictArgs {
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
 
-    /// The model: an .onnx file, a folder trained by `train` (model.json) or in Hugging Face format
-    /// (config.json), or hf:OWNER/NAME[@REVISION]. Default: the built-in model.
-    #[arg(long, short)]
-    pub model: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 
-    /// Preprocessing preset for an .onnx model without a JSON spec beside it.
-    #[arg(long)]
-    pub preset: Option<String>,
+    #[command(flatten)]
+    pub faces: FaceArgs,
 
     /// Classify the images in folders and their sub-folders.
     #[arg(long, short)]
@@ -163,6 +165,28 @@ pub struct PredictArgs {
     #[arg(long)]
     pub batch_size: Option<usize>,
 
+    /// Write a copy of each photo with the faces boxed and labelled into this folder (created if
+    /// missing; existing files are never replaced).
+    #[arg(long, value_name = "DIR")]
+    pub annotate: Option<PathBuf>,
+}
+
+/// Which model classifies.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// The model: an .onnx file, a folder trained by `train` (model.json) or in Hugging Face format
+    /// (config.json), or hf:OWNER/NAME[@REVISION]. Default: the built-in model.
+    #[arg(long, short)]
+    pub model: Option<String>,
+
+    /// Preprocessing preset for an .onnx model without a JSON spec beside it.
+    #[arg(long)]
+    pub preset: Option<String>,
+}
+
+/// How faces are found in photos.
+#[derive(Debug, Args)]
+pub struct FaceArgs {
     /// A face detector (.onnx): UltraFace (`ultraface-rfb-320.onnx`, `ultraface-slim-320.onnx`) or
     /// YuNet (`yunet-n-dynamic.onnx`), recognised from the file name or named with
     /// --detector-kind. With it, photos are classified face by face.
@@ -177,6 +201,60 @@ pub struct PredictArgs {
     /// crop), always, or never (the whole image is one face).
     #[arg(long, value_enum, default_value_t = Detect::Auto)]
     pub detect: Detect,
+}
+
+#[derive(Debug, Args)]
+pub struct SortArgs {
+    /// The folder of photos to sort (read only; sub-folders included).
+    pub source: PathBuf,
+
+    /// Where the sorted copies go: female/, male/, mixed/, no-face/, uncertain/ and index.csv.
+    /// Running again into the same folder continues where the last run stopped.
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// Hard-link instead of copying (same file system only; the link is the user's photo itself).
+    #[arg(long)]
+    pub link: bool,
+
+    /// A photo with a face predicted below this probability goes to uncertain/.
+    #[arg(long, default_value_t = 0.8, value_name = "P")]
+    pub min_confidence: f32,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub faces: FaceArgs,
+
+    /// Images per model call (default: what the model prefers).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on. Anything other than loopback exposes the service to the network.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub faces: FaceArgs,
+
+    /// Largest request body, in MiB.
+    #[arg(long, default_value_t = 20)]
+    pub max_body_mib: usize,
+
+    /// Images classified at once (default: the number of cores); more requests wait.
+    #[arg(long)]
+    pub max_concurrent: Option<usize>,
+
+    /// Requests allowed to wait for a turn; beyond them the answer is 503.
+    #[arg(long, default_value_t = 32)]
+    pub max_waiting: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,80 +1,12 @@
 //! The `gender-classifier` binary, end to end: real face images from `../shared/data`, real models from
 //! `../shared/models`, and bad inputs made by each test.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gender-classifier"))
-}
+mod common;
 
-fn shared(rel: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors()
-        .map(|a| a.join("../shared").join(rel))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{rel} not found in ../shared above {}", root.display()))
-        .canonicalize()
-        .unwrap()
-}
-
-/// A small, fast ONNX gender model (dlib/Cydral, CC0), chosen by its preset from the file name.
-fn dlib_model() -> String {
-    shared("models/gender/dlib-cydral-gender-v1.opset13.onnx")
-        .display()
-        .to_string()
-}
-
-/// Writes `n` adult faces from the 200px crop_part1 archive into `dir`, returning their paths.
-fn real_faces(dir: &Path, n: usize) -> Vec<PathBuf> {
-    let file = std::fs::File::open(shared("data/utkface-crop_part1-200px.tar.gz")).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut out = Vec::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry
-            .path()
-            .unwrap()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let age: u32 = name.split('_').next().unwrap().parse().unwrap_or(0);
-        if !(20..=60).contains(&age) || name.matches('_').count() != 3 {
-            continue;
-        }
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).unwrap();
-        let path = dir.join(&name);
-        std::fs::write(&path, bytes).unwrap();
-        out.push(path);
-        if out.len() == n {
-            break;
-        }
-    }
-    out
-}
-
-fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().unwrap();
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
-
-fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
-}
+use common::*;
 
 #[test]
 fn predict_prints_every_class_highest_first_in_input_order() {
@@ -337,27 +269,6 @@ fn exif_rotation_is_applied_before_classifying() {
         untagged_gap > tagged_gap,
         "the test image is not orientation-sensitive: {f:?}"
     );
-}
-
-/// Inserts an APP1 Exif segment with one Orientation entry right after the JPEG's SOI marker.
-fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut tiff = Vec::new();
-    tiff.extend_from_slice(b"MM\0\x2a\0\0\0\x08"); // big-endian TIFF header, IFD at 8
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes()); // count
-    tiff.extend_from_slice(&orientation.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0]);
-    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend_from_slice(&tiff);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xff, 0xe1]);
-    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    out
 }
 
 #[test]

@@ -1,12 +1,20 @@
-//! One file per subcommand.
+//! One file per subcommand, and the model and detector loading they share.
 
 mod eval;
 mod predict;
 mod prepare;
+mod serve;
+mod sort;
 pub mod train;
 
 use crate::Status;
-use crate::args::Command;
+use crate::args::{Command, Detect, FaceArgs, ModelArgs};
+use anyhow::{Context, bail};
+use gc_classify::ModelSpec;
+use gc_classify::photos::DetectMode;
+use gc_core::Classifier;
+use gc_detect::{Detector, DetectorKind};
+use std::path::Path;
 
 pub fn run(command: Command) -> anyhow::Result<Status> {
     match command {
@@ -15,5 +23,60 @@ pub fn run(command: Command) -> anyhow::Result<Status> {
         Command::Compare(args) => eval::run_compare(args),
         Command::Prepare(args) => prepare::run(args),
         Command::Train(args) => train::run(args),
+        Command::Sort(args) => sort::run(args),
+        Command::Serve(args) => serve::run(args),
     }
+}
+
+/// The model `--model`/`--preset` name.
+fn load_model(args: &ModelArgs) -> anyhow::Result<Box<dyn Classifier>> {
+    let spec = ModelSpec::parse(args.model.as_deref(), args.preset.as_deref())?;
+    gc_classify::load(&spec).context("loading the model")
+}
+
+/// The detector and detection mode of `--detector`/`--detect`; no detector means whole images.
+fn load_faces(args: &FaceArgs) -> anyhow::Result<(Option<Detector>, DetectMode)> {
+    let mode = match args.detect {
+        Detect::Auto => DetectMode::Auto,
+        Detect::Always => DetectMode::Always,
+        Detect::Never => DetectMode::Never,
+    };
+    let detector = match (&args.detector, args.detect) {
+        (Some(path), Detect::Auto | Detect::Always) => {
+            Some(load_detector(path, args.detector_kind.as_deref())?)
+        }
+        (None, Detect::Always) => {
+            bail!("--detect always needs a face detector: pass --detector FILE.onnx")
+        }
+        _ => None,
+    };
+    Ok((detector, mode))
+}
+
+/// Loads a face detector, its family from `kind` or else from the file name.
+fn load_detector(path: &Path, kind: Option<&str>) -> anyhow::Result<Detector> {
+    let kind = match kind {
+        Some(k) => k
+            .parse::<DetectorKind>()
+            .map_err(|e| anyhow::anyhow!("--detector-kind: {}", e.0))?,
+        None => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
+            if name.contains("yunet") {
+                DetectorKind::YuNet
+            } else if name.contains("slim") {
+                DetectorKind::UltraFaceSlim320
+            } else if name.contains("ultraface") || name.contains("rfb") {
+                DetectorKind::UltraFaceRfb320
+            } else {
+                bail!(
+                    "{}: cannot tell the detector's family from its name; pass --detector-kind ultraface, ultraface-slim or yunet",
+                    path.display()
+                )
+            }
+        }
+    };
+    Detector::from_path(path, kind).context("loading the face detector")
 }

@@ -5,26 +5,17 @@
 //! `{"path":..., "error":...}` on stdout, so a consumer sees every input); the run goes on and exits 1.
 
 use crate::Status;
-use crate::args::{Detect, PredictArgs};
-use anyhow::{Context, bail};
-use gc_classify::photos::{DetectMode, PhotoOutcome, Verdict, classify_photos};
-use gc_classify::{ModelSpec, Outcome, Prediction, classify_inputs, expand};
-use gc_detect::{Detector, DetectorKind};
+use crate::args::PredictArgs;
+use anyhow::Context;
+use gc_classify::annotate::write_annotated;
+use gc_classify::json;
+use gc_classify::photos::{PhotoOutcome, Verdict, classify_photos};
+use gc_classify::{Outcome, Prediction, classify_inputs, expand};
 use std::io::Write;
-use std::path::Path;
 
 pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
-    let spec = ModelSpec::parse(args.model.as_deref(), args.preset.as_deref())?;
-    let model = gc_classify::load(&spec).context("loading the model")?;
-    let detector = match (&args.detector, args.detect) {
-        (Some(path), Detect::Auto | Detect::Always) => {
-            Some(load_detector(path, args.detector_kind.as_deref())?)
-        }
-        (None, Detect::Always) => {
-            bail!("--detect always needs a face detector: pass --detector FILE.onnx")
-        }
-        _ => None,
-    };
+    let model = super::load_model(&args.model)?;
+    let (detector, mode) = super::load_faces(&args.faces)?;
     let inputs = expand(&args.paths, args.recursive, &mut std::io::stdin().lock());
     let batch = args.batch_size.unwrap_or_else(|| model.preferred_batch());
     let stdout = std::io::stdout();
@@ -32,7 +23,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
     let mut failed = 0usize;
     let mut io_error = None;
     match &detector {
-        None => classify_inputs(model.as_ref(), &inputs, batch, |o| {
+        None if args.annotate.is_none() => classify_inputs(model.as_ref(), &inputs, batch, |o| {
             if o.result.is_err() {
                 failed += 1;
             }
@@ -42,13 +33,13 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
                 io_error = Some(e);
             }
         }),
-        Some(detector) => {
-            let mode = match args.detect {
-                Detect::Always => DetectMode::Always,
-                Detect::Never => DetectMode::Never,
-                Detect::Auto => DetectMode::Auto,
-            };
-            classify_photos(model.as_ref(), detector, mode, &inputs, batch, |o| {
+        detector => classify_photos(
+            model.as_ref(),
+            detector.as_ref(),
+            mode,
+            &inputs,
+            batch,
+            |o| {
                 if o.result.is_err() {
                     failed += 1;
                 }
@@ -57,8 +48,19 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
                 {
                     io_error = Some(e);
                 }
-            })
-        }
+                if let (Some(dir), Ok(verdict)) = (&args.annotate, &o.result) {
+                    match write_annotated(&o.path, verdict, dir) {
+                        Ok(written) => {
+                            tracing::info!("{}: wrote {}", o.path.display(), written.display())
+                        }
+                        Err(e) => {
+                            eprintln!("{}: error: annotating: {e}", o.path.display());
+                            failed += 1;
+                        }
+                    }
+                }
+            },
+        ),
     }
     out.flush()?;
     if let Some(e) = io_error {
@@ -76,34 +78,6 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
     } else {
         Ok(Status::Success)
     }
-}
-
-/// Loads a face detector, its family from `kind` or else from the file name.
-pub fn load_detector(path: &Path, kind: Option<&str>) -> anyhow::Result<Detector> {
-    let kind = match kind {
-        Some(k) => k
-            .parse::<DetectorKind>()
-            .map_err(|e| anyhow::anyhow!("--detector-kind: {}", e.0))?,
-        None => {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().to_lowercase())
-                .unwrap_or_default();
-            if name.contains("yunet") {
-                DetectorKind::YuNet
-            } else if name.contains("slim") {
-                DetectorKind::UltraFaceSlim320
-            } else if name.contains("ultraface") || name.contains("rfb") {
-                DetectorKind::UltraFaceRfb320
-            } else {
-                bail!(
-                    "{}: cannot tell the detector's family from its name; pass --detector-kind ultraface, ultraface-slim or yunet",
-                    path.display()
-                )
-            }
-        }
-    };
-    Detector::from_path(path, kind).context("loading the face detector")
 }
 
 fn print_photo(out: &mut impl Write, o: &PhotoOutcome, json: bool) -> std::io::Result<()> {
@@ -126,21 +100,8 @@ fn print_photo(out: &mut impl Write, o: &PhotoOutcome, json: bool) -> std::io::R
             }
             Ok(())
         }
-        (Ok(Verdict::Faces(faces)), true) => {
-            let faces: Vec<serde_json::Value> = faces
-                .iter()
-                .map(|f| {
-                    let mut v = json_line(&path, &f.prediction);
-                    if let Some(obj) = v.as_object_mut() {
-                        obj.remove("path");
-                        obj.insert("box".into(), serde_json::json!(f.bbox));
-                        obj.insert("score".into(), serde_json::json!(f.score));
-                    }
-                    v
-                })
-                .collect();
-            let v = serde_json::json!({ "path": path, "faces": faces });
-            writeln!(out, "{v}")
+        (Ok(v @ Verdict::Faces(_)), true) => {
+            writeln!(out, "{}", json::with_path(&path, json::verdict(v)))
         }
         (Err(reason), json) => {
             eprintln!("{path}: error: {reason}");
@@ -185,15 +146,5 @@ pub fn text_line(path: &str, p: &Prediction) -> String {
 }
 
 pub fn json_line(path: &str, p: &Prediction) -> serde_json::Value {
-    let model_labels: serde_json::Map<String, serde_json::Value> = p
-        .model_labels
-        .iter()
-        .map(|(n, v)| (n.clone(), serde_json::json!(v)))
-        .collect();
-    serde_json::json!({
-        "path": path,
-        "label": p.label,
-        "probabilities": { "female": p.probabilities[0], "male": p.probabilities[1] },
-        "model_labels": model_labels,
-    })
+    json::with_path(path, json::prediction(p))
 }

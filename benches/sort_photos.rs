@@ -1,0 +1,222 @@
+//! `sort`: photos per second, ours (gc-sort: tract YuNet + the classifier, rayon) against the
+//! usual Python stack (OpenCV's YuNet + onnxruntime, `benches/peers/sort_photos.py`), on the same
+//! photos with the same detector and the same classifier (dlib-cydral-gender-v1, which both can
+//! run), both using 2 threads.
+//!
+//! ```text
+//! PEER_PYTHON=/path/to/venv/bin/python \
+//!   cargo bench -p gc-sort --bench sort_photos -- [--utkface 1000] [--copies 10] [--rounds 2]
+//! ```
+//!
+//! Two sets: the six photos of `../shared/photos` `--copies` times over (real photos: detection on
+//! every one), and the first `--utkface` images of UTKFace's 200px crops (face crops, classified
+//! whole). Each run sorts into a fresh folder (copies, index.csv); the time covers the whole sort
+//! after the models are loaded. Sides alternate for `--rounds` rounds; the figure is the best round.
+//! Our built-in model is timed too, on our side only. Without the peer's Python, the peer is
+//! skipped with a message.
+
+#[path = "common.rs"]
+mod common;
+
+use common::run_child;
+use gc_classify::photos::DetectMode;
+use gc_core::Classifier;
+use gc_detect::{Detector, DetectorKind};
+use gc_sort::{Settings, Sort};
+use std::io::Read;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+fn shared(rel: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    root.ancestors()
+        .map(|a| a.join("../shared").join(rel))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{rel} not found in ../shared above {}", root.display()))
+        .canonicalize()
+        .unwrap()
+}
+
+struct Args {
+    utkface: usize,
+    copies: usize,
+    rounds: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        utkface: 1000,
+        copies: 10,
+        rounds: 2,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| -> Result<usize, String> {
+            it.next()
+                .ok_or(format!("{name} needs a value"))?
+                .parse()
+                .map_err(|e| format!("{name}: {e}"))
+        };
+        match a.as_str() {
+            "--utkface" => args.utkface = value("--utkface")?,
+            "--copies" => args.copies = value("--copies")?,
+            "--rounds" => args.rounds = value("--rounds")?.max(1),
+            "--bench" => {}
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn photo_set(dir: &Path, copies: usize) -> usize {
+    let photos: Vec<PathBuf> = std::fs::read_dir(shared("photos"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    for k in 0..copies {
+        let sub = dir.join(format!("copy-{k:02}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for p in &photos {
+            std::fs::copy(p, sub.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    photos.len() * copies
+}
+
+fn utkface_set(dir: &Path, n: usize) -> usize {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = std::fs::File::open(shared("data/utkface-crop_part1-200px.tar.gz")).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut written = 0;
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().into_owned();
+        if !entry.header().entry_type().is_file()
+            || !gc_classify::inputs::has_image_extension(&path)
+        {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        std::fs::write(dir.join(path.file_name().unwrap()), bytes).unwrap();
+        written += 1;
+        if written == n {
+            break;
+        }
+    }
+    written
+}
+
+/// Sorts `src` into a fresh folder with our library; seconds after the models are loaded.
+fn ours(model: &dyn Classifier, detector: &Detector, src: &Path, dst: &Path) -> f64 {
+    let _ = std::fs::remove_dir_all(dst);
+    let settings = Settings {
+        model: model.name().into(),
+        detector: Some("yunet".into()),
+        detect: "auto".into(),
+        min_confidence: 0.8,
+        link: false,
+    };
+    let start = Instant::now();
+    let sort = Sort::open(src, dst, settings).unwrap();
+    let summary = sort
+        .run(
+            model,
+            Some(detector),
+            DetectMode::Auto,
+            model.preferred_batch(),
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+    let seconds = start.elapsed().as_secs_f64();
+    assert!(summary.sorted > 0);
+    seconds
+}
+
+fn peer(python: &str, src: &Path, dst: &Path) -> Result<f64, String> {
+    let _ = std::fs::remove_dir_all(dst);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/sort_photos.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(script)
+        .arg(src)
+        .arg("--out")
+        .arg(dst)
+        .arg("--detector")
+        .arg(shared("models/detect/yunet-n-dynamic.onnx"))
+        .arg("--model")
+        .arg(shared("models/gender/dlib-cydral-gender-v1.opset13.onnx"))
+        .args(["--workers", "2", "--threads", "1"]);
+    let v = run_child(cmd)?;
+    v["seconds"]
+        .as_f64()
+        .ok_or("the peer printed no seconds".into())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let python = std::env::var("PEER_PYTHON").unwrap_or_else(|_| "python3".into());
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    let utk = tmp.path().join("utkface");
+    let sets = [
+        ("shared photos", photo_set(&photos, args.copies), photos),
+        ("UTKFace crops", utkface_set(&utk, args.utkface), utk),
+    ];
+    let dlib: Box<dyn Classifier> = Box::new(
+        gc_onnx::OnnxClassifier::from_path(
+            shared("models/gender/dlib-cydral-gender-v1.opset13.onnx"),
+            None,
+        )
+        .unwrap(),
+    );
+    let builtin: Box<dyn Classifier> = Box::new(gc_classify::builtin::load().unwrap());
+    let detector = Detector::from_path(
+        &shared("models/detect/yunet-n-dynamic.onnx"),
+        DetectorKind::YuNet,
+    )
+    .unwrap();
+    println!(
+        "sort, photos per second (best of {} rounds; {} threads)",
+        args.rounds,
+        rayon::current_num_threads()
+    );
+    for (name, n, src) in &sets {
+        let dst = tmp.path().join("out");
+        let mut best_ours = f64::INFINITY;
+        let mut best_peer: Option<f64> = None;
+        let mut peer_error = None;
+        for _ in 0..args.rounds {
+            best_ours = best_ours.min(ours(dlib.as_ref(), &detector, src, &dst));
+            match peer(&python, src, &dst) {
+                Ok(s) => best_peer = Some(best_peer.map_or(s, |b: f64| b.min(s))),
+                Err(e) => peer_error = Some(e),
+            }
+        }
+        let builtin_s = ours(builtin.as_ref(), &detector, src, &dst);
+        let rate = |s: f64| *n as f64 / s;
+        println!("{name} ({n} images):");
+        println!(
+            "  ours   dlib-cydral: {:8.1} photos/s   built-in model: {:8.1} photos/s",
+            rate(best_ours),
+            rate(builtin_s)
+        );
+        match (best_peer, peer_error) {
+            (Some(p), _) => println!(
+                "  python dlib-cydral: {:8.1} photos/s   ratio ours/python: {:.2}",
+                rate(p),
+                p / best_ours
+            ),
+            (None, e) => println!("  python: skipped: {}", e.unwrap_or_default()),
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,87 @@
+//! Putting new files into a folder the user owns: whole or not at all (written under a temporary
+//! name, then linked into place), and never over an existing file (a taken name becomes
+//! `name (2).ext`, `name (3).ext`...).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The `n`th name tried for `stem.ext`: `stem.ext`, then `stem (2).ext`, `stem (3).ext`...
+pub fn candidate(stem: &str, ext: &str, n: usize) -> String {
+    let dot = if ext.is_empty() { "" } else { "." };
+    if n <= 1 {
+        format!("{stem}{dot}{ext}")
+    } else {
+        format!("{stem} ({n}){dot}{ext}")
+    }
+}
+
+/// Splits a file name into stem and extension the way [`candidate`] joins them.
+pub fn split_name(name: &str) -> (&str, &str) {
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem, ext),
+        _ => (name, ""),
+    }
+}
+
+/// A temporary file in `dir` for a file that will be put in place with [`persist_new`].
+pub fn temp_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    std::fs::create_dir_all(dir)?;
+    tempfile::Builder::new()
+        .prefix(".gc-")
+        .suffix(".partial")
+        .tempfile_in(dir)
+}
+
+/// Gives `tmp` the first free name `stem.ext`, `stem (2).ext`... in `dir`. The link into place
+/// fails rather than replace a file, so a file that appears meanwhile is not lost either.
+pub fn persist_new(
+    mut tmp: tempfile::NamedTempFile,
+    dir: &Path,
+    stem: &str,
+    ext: &str,
+) -> std::io::Result<PathBuf> {
+    for n in 1.. {
+        let path = dir.join(candidate(stem, ext, n));
+        match tmp.persist_noclobber(&path) {
+            Ok(_) => return Ok(path),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => tmp = e.file,
+            Err(e) => return Err(e.error),
+        }
+    }
+    unreachable!("the name counter is unbounded")
+}
+
+/// Writes `bytes` as a new file `stem.ext` (or the next free name) in `dir`, created if missing.
+pub fn write_new(dir: &Path, stem: &str, ext: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let mut tmp = temp_in(dir)?;
+    tmp.write_all(bytes)?;
+    persist_new(tmp, dir, stem, ext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.jpg"), b"user's").unwrap();
+        let p2 = write_new(dir.path(), "a", "jpg", b"one").unwrap();
+        let p3 = write_new(dir.path(), "a", "jpg", b"two").unwrap();
+        assert_eq!(p2.file_name().unwrap(), "a (2).jpg");
+        assert_eq!(p3.file_name().unwrap(), "a (3).jpg");
+        assert_eq!(std::fs::read(dir.path().join("a.jpg")).unwrap(), b"user's");
+        assert_eq!(std::fs::read(p3).unwrap(), b"two");
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn names_split_and_join() {
+        assert_eq!(split_name("IMG_1.jpg"), ("IMG_1", "jpg"));
+        assert_eq!(split_name("a.b.png"), ("a.b", "png"));
+        assert_eq!(split_name("noext"), ("noext", ""));
+        assert_eq!(split_name(".hidden"), (".hidden", ""));
+        assert_eq!(candidate("x", "", 2), "x (2)");
+    }
+}

@@ -1,0 +1,30 @@
+//! `gender-classifier serve`: loads the model and detector once, then serves until Ctrl-C.
+
+use crate::Status;
+use crate::args::ServeArgs;
+use anyhow::Context;
+use gc_serve::{Limits, Running, Service};
+
+pub fn run(args: ServeArgs) -> anyhow::Result<Status> {
+    let model = super::load_model(&args.model)?;
+    let (detector, mode) = super::load_faces(&args.faces)?;
+    let mut limits = Limits {
+        max_body_bytes: args.max_body_mib << 20,
+        max_waiting: args.max_waiting,
+        ..Limits::default()
+    };
+    if let Some(n) = args.max_concurrent {
+        limits.max_concurrent = n.max(1);
+    }
+    let has_detector = detector.is_some();
+    let service = Service::new(model, detector, mode, limits);
+    let running = Running::start(&args.addr, service)
+        .with_context(|| format!("listening on {}", args.addr))?;
+    if !has_detector {
+        eprintln!("no --detector: every image is classified whole, as one face");
+    }
+    // Scripts (and the tests) read the address from this line, port 0 included.
+    println!("listening on http://{}", running.addr);
+    running.wait_for_signal().context("serving")?;
+    Ok(Status::Success)
+}

@@ -1,0 +1,78 @@
+//! `gender-classifier sort SRC --out DST`: a progress bar over gc-sort, and a summary.
+
+use crate::Status;
+use crate::args::{Detect, SortArgs};
+use anyhow::{Context, bail};
+use gc_sort::{Category, Settings, Sort};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::ops::ControlFlow;
+
+pub fn run(args: SortArgs) -> anyhow::Result<Status> {
+    if !(0.0..=1.0).contains(&args.min_confidence) {
+        bail!(
+            "--min-confidence {}: must be between 0 and 1",
+            args.min_confidence
+        );
+    }
+    if args.faces.detector.is_none() && args.faces.detect != Detect::Never {
+        bail!(
+            "sort needs a face detector to find the people in photos: pass --detector FILE.onnx \
+             (or --detect never to classify each image whole, for folders of face crops)"
+        );
+    }
+    let model = super::load_model(&args.model)?;
+    let (detector, mode) = super::load_faces(&args.faces)?;
+    let settings = Settings {
+        model: model.name().to_string(),
+        detector: args
+            .faces
+            .detector
+            .as_ref()
+            .filter(|_| detector.is_some())
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned()),
+        detect: format!("{:?}", args.faces.detect).to_lowercase(),
+        min_confidence: args.min_confidence,
+        link: args.link,
+    };
+    let sort = Sort::open(&args.source, &args.out, settings).context("cannot sort")?;
+    if sort.already_done() > 0 {
+        eprintln!(
+            "{}: continuing: {} photos already sorted, {} to go",
+            args.out.display(),
+            sort.already_done(),
+            sort.remaining()
+        );
+    }
+    let bar =
+        ProgressBar::with_draw_target(Some(sort.remaining() as u64), ProgressDrawTarget::stderr())
+            .with_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} photos {per_sec} eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+    let batch = args.batch_size.unwrap_or_else(|| model.preferred_batch());
+    let summary = sort.run(model.as_ref(), detector.as_ref(), mode, batch, |row| {
+        if !row.error.is_empty() {
+            bar.suspend(|| eprintln!("{}: error: {}", row.photo, row.error));
+        }
+        bar.inc(1);
+        ControlFlow::Continue(())
+    })?;
+    bar.finish_and_clear();
+    let counts: Vec<String> = Category::ALL
+        .iter()
+        .map(|c| format!("{} {}", c, summary.counts.get(c).copied().unwrap_or(0)))
+        .collect();
+    println!(
+        "{}: {} photos sorted ({} by this run): {}",
+        args.out.display(),
+        summary.resumed + summary.sorted,
+        summary.sorted,
+        counts.join(", ")
+    );
+    if summary.counts.get(&Category::Error).copied().unwrap_or(0) > 0 {
+        Ok(Status::SomeFailed)
+    } else {
+        Ok(Status::Success)
+    }
+}

@@ -1,0 +1,206 @@
+//! The JSON API: `/v1/classify` and `/healthz`.
+
+use crate::Service;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gc_classify::photos::classify_image;
+use gc_pipeline::decode::{DecodeError, DecodeLimits, decode_rgb_bytes_with_limits};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// An answer that is not a 200: its status and the reason, sent as `{"error": reason}`.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+pub async fn healthz(State(s): State<Arc<Service>>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "model": s.model.name(),
+        "detector": s.detector.as_ref().map(|d| format!("{:?}", d.kind())),
+    }))
+}
+
+/// Counts a request as in the house for as long as it lives.
+struct InHouse<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InHouse<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub async fn classify(State(s): State<Arc<Service>>, req: Request) -> Response {
+    let start = Instant::now();
+    let result = classify_request(&s, req).await;
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(Refusal(status, reason)) => {
+            tracing::info!("POST /v1/classify: {status}: {reason}");
+            *status
+        }
+    };
+    tracing::debug!(
+        "POST /v1/classify: {status} in {:.1} ms",
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn classify_request(s: &Arc<Service>, req: Request) -> Result<Value, Refusal> {
+    let limits = s.limits;
+    let before = s.in_house.fetch_add(1, Ordering::SeqCst);
+    let _in_house = InHouse(&s.in_house);
+    if before >= limits.max_concurrent + limits.max_waiting {
+        return Err(Refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("busy: {before} requests in progress; retry shortly"),
+        ));
+    }
+    let (name, bytes) = read_image(req, limits.max_body_bytes).await?;
+    let _turn = s
+        .work
+        .acquire()
+        .await
+        .map_err(|_| Refusal(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
+    let service = Arc::clone(s);
+    let work = tokio::task::spawn_blocking(move || {
+        let decode_limits = DecodeLimits {
+            max_width: limits.max_side,
+            max_height: limits.max_side,
+            max_alloc: limits.max_pixels.saturating_mul(4),
+        };
+        let img = decode_rgb_bytes_with_limits(&bytes, &name, &decode_limits)
+            .map_err(|e| refuse_image(&e))?;
+        let (width, height) = (img.width(), img.height());
+        if u64::from(width) * u64::from(height) > limits.max_pixels {
+            return Err(Refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{name}: {width}x{height} is more than {} pixels",
+                    limits.max_pixels
+                ),
+            ));
+        }
+        let verdict = classify_image(
+            service.model.as_ref(),
+            service.detector.as_ref(),
+            service.detect,
+            img,
+        )
+        .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, format!("{name}: {e}")))?;
+        let mut out = gc_classify::json::verdict(&verdict);
+        out.insert("width".into(), json!(width));
+        out.insert("height".into(), json!(height));
+        Ok(Value::Object(out))
+    });
+    match work.await {
+        Ok(result) => result,
+        // A panic in a model is a bug of ours, but it must cost one request, not the server.
+        Err(e) => {
+            tracing::error!("classification task failed: {e}");
+            Err(Refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error while classifying".into(),
+            ))
+        }
+    }
+}
+
+/// The image bytes of a request, and a name for messages: the form's file name, or `body`.
+async fn read_image(req: Request, max: usize) -> Result<(String, Vec<u8>), Refusal> {
+    let too_large = || {
+        Refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than the limit of {max} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, max).await.map_err(|e| {
+        if e.to_string().contains("length limit") {
+            too_large()
+        } else {
+            Refusal(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
+        }
+    })?;
+    if !is_form {
+        if bytes.is_empty() {
+            return Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                "empty body: send an image (JPEG, PNG, WebP, BMP, GIF or TIFF)".into(),
+            ));
+        }
+        return Ok(("body".into(), bytes.to_vec()));
+    }
+    let bad = |e: &dyn std::fmt::Display| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("malformed multipart form: {e}"),
+        )
+    };
+    let req = Request::from_parts(parts, Body::from(bytes));
+    let mut form = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| bad(&e.body_text()))?;
+    while let Some(field) = form.next_field().await.map_err(|e| bad(&e.body_text()))? {
+        let file = field.file_name().map(str::to_string);
+        if file.is_some() || field.name() == Some("image") {
+            let name = file.unwrap_or_else(|| "image".into());
+            let data = field.bytes().await.map_err(|e| bad(&e.body_text()))?;
+            if data.is_empty() {
+                return Err(Refusal(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name}: empty file"),
+                ));
+            }
+            return Ok((name, data.to_vec()));
+        }
+    }
+    Err(Refusal(
+        StatusCode::BAD_REQUEST,
+        "the form has no file: send the image as a file field (named `image`)".into(),
+    ))
+}
+
+/// A 4xx for an image we cannot take; the message names the file (DecodeError's always does).
+fn refuse_image(e: &DecodeError) -> Refusal {
+    let status = match e {
+        DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        DecodeError::UnknownFormat { .. } | DecodeError::Unsupported { .. } => {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    Refusal(status, e.to_string())
+}

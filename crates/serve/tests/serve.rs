@@ -1,0 +1,287 @@
+//! The server over real HTTP on loopback: good requests (raw body and multipart form), bad ones
+//! (not an image, corrupt, empty, no file in the form, too large a body or image, wrong route or
+//! method), and a bounded load test: many concurrent requests, every one answered, memory flat.
+
+mod common;
+
+use common::{shared, start, url};
+use gc_serve::Limits;
+use serde_json::Value;
+use std::io::{Read, Write};
+
+fn post(url: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+    let response = match ureq::post(url)
+        .set("Content-Type", content_type)
+        .send_bytes(body)
+    {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("POST {url}: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap();
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    (status, json)
+}
+
+fn form(field: &str, file_name: Option<&str>, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "gc-test-boundary-7d1f";
+    let mut body = Vec::new();
+    let disposition = match file_name {
+        Some(f) => format!("form-data; name=\"{field}\"; filename=\"{f}\""),
+        None => format!("form-data; name=\"{field}\""),
+    };
+    write!(
+        body,
+        "--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: image/jpeg\r\n\r\n"
+    )
+    .unwrap();
+    body.extend_from_slice(bytes);
+    write!(body, "\r\n--{boundary}--\r\n").unwrap();
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+fn error_of(v: &Value) -> &str {
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error in {v}"))
+}
+
+#[test]
+fn good_requests_get_faces_and_bad_ones_a_reason() {
+    let server = start(Limits {
+        max_body_bytes: 1 << 20,
+        ..Limits::default()
+    });
+    let health: Value = ureq::get(&url(&server, "/healthz"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["model"], "built-in");
+
+    let photo = std::fs::read(shared("photos/group-6-people.jpg")).unwrap();
+    let (status, body) = post(&url(&server, "/v1/classify"), "image/jpeg", &photo);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["width"].as_u64(), body["height"].as_u64()),
+        (Some(1280), Some(886))
+    );
+    let faces = body["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 6, "{body}");
+    for f in faces {
+        let p = &f["probabilities"];
+        let sum = p["female"].as_f64().unwrap() + p["male"].as_f64().unwrap();
+        assert!((sum - 1.0).abs() < 1e-4, "{f}");
+        assert!(["female", "male"].contains(&f["label"].as_str().unwrap()));
+        assert_eq!(f["box"].as_array().unwrap().len(), 4);
+    }
+
+    // The same photo as the file of a form gives the same answer.
+    let (ct, multipart) = form("image", Some("group.jpg"), &photo);
+    let (status, from_form) = post(&url(&server, "/v1/classify"), &ct, &multipart);
+    assert_eq!(status, 200, "{from_form}");
+    assert_eq!(from_form, body);
+
+    let cases: Vec<(&str, String, Vec<u8>, u16, &str)> = vec![
+        (
+            "text",
+            "text/plain".into(),
+            b"hello, not an image".to_vec(),
+            415,
+            "not a JPEG",
+        ),
+        (
+            "truncated",
+            "image/jpeg".into(),
+            photo[..3_000].to_vec(),
+            400,
+            "corrupt",
+        ),
+        ("empty", "image/jpeg".into(), Vec::new(), 400, "empty body"),
+        {
+            let (ct, b) = form("comment", None, b"just text");
+            ("form without file", ct, b, 400, "no file")
+        },
+        {
+            let (ct, b) = form("image", Some("x.jpg"), b"");
+            ("form with empty file", ct, b, 400, "x.jpg: empty file")
+        },
+        (
+            "broken form",
+            "multipart/form-data; boundary=zzz".into(),
+            b"--zzz\r\nnonsense".to_vec(),
+            400,
+            "malformed multipart",
+        ),
+        (
+            "too large",
+            "image/jpeg".into(),
+            vec![0u8; (1 << 20) + 1],
+            413,
+            "larger than the limit",
+        ),
+    ];
+    for (what, ct, bytes, want_status, want_reason) in cases {
+        let (status, body) = post(&url(&server, "/v1/classify"), &ct, &bytes);
+        assert_eq!(status, want_status, "{what}: {body}");
+        assert!(error_of(&body).contains(want_reason), "{what}: {body}");
+    }
+
+    // A body over the limit without a Content-Length (chunked) is cut off while it is read.
+    let chunked = raw_chunked_post(&server.addr, 3 << 20);
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+
+    let missing = ureq::get(&url(&server, "/nope")).call();
+    assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
+    let wrong_method = ureq::get(&url(&server, "/v1/classify")).call();
+    assert!(matches!(wrong_method, Err(ureq::Error::Status(405, _))));
+
+    // After all that, the server still answers.
+    let (status, _) = post(&url(&server, "/v1/classify"), "image/jpeg", &photo);
+    assert_eq!(status, 200);
+    server.stop().unwrap();
+}
+
+/// POSTs `size` bytes in chunks over a raw socket and returns what the server answered.
+fn raw_chunked_post(addr: &std::net::SocketAddr, size: usize) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        s,
+        "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![b'x'; 64 << 10];
+    let mut sent = 0;
+    while sent < size {
+        // The server may answer and close before everything is sent.
+        if write!(s, "{:x}\r\n", chunk.len()).is_err()
+            || s.write_all(&chunk).is_err()
+            || s.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn images_too_large_are_refused_before_decoding() {
+    let server = start(Limits {
+        max_side: 1000,
+        ..Limits::default()
+    });
+    let photo = std::fs::read(shared("photos/group-6-people.jpg")).unwrap();
+    let (status, body) = post(&url(&server, "/v1/classify"), "image/jpeg", &photo);
+    assert_eq!(status, 413, "{body}");
+    assert!(error_of(&body).contains("1280x886"), "{body}");
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+/// One answer under load: status, Retry-After, body.
+type Answer = (u16, Option<String>, String);
+
+/// `clients` threads each POST `photo` `each` times; returns every answer.
+fn wave(addr: &str, photo: &[u8], clients: usize, each: usize) -> Vec<Answer> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..each)
+                        .map(|_| {
+                            let r = match ureq::post(addr)
+                                .set("Content-Type", "image/jpeg")
+                                .send_bytes(photo)
+                            {
+                                Ok(r) => r,
+                                Err(ureq::Error::Status(_, r)) => r,
+                                Err(e) => panic!("transport error under load: {e}"),
+                            };
+                            let retry = r.header("Retry-After").map(str::to_string);
+                            (r.status(), retry, r.into_string().unwrap())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+fn statuses(answers: &[Answer]) -> Vec<u16> {
+    answers.iter().map(|a| a.0).collect()
+}
+
+#[test]
+fn many_concurrent_requests_are_all_answered_with_flat_memory() {
+    let server = start(Limits {
+        max_concurrent: 2,
+        max_waiting: 64,
+        ..Limits::default()
+    });
+    let addr = url(&server, "/v1/classify");
+    let photo = std::fs::read(shared("photos/ultraface-imgs-2.jpg")).unwrap();
+    // Warm-up wave: allocator arenas, thread pools and model buffers reach their working size.
+    let warm = statuses(&wave(&addr, &photo, 24, 2));
+    assert!(warm.iter().all(|&s| s == 200), "{warm:?}");
+    let after_warm = rss_mib();
+    let mut answered = 0;
+    for _ in 0..3 {
+        let got = statuses(&wave(&addr, &photo, 24, 3));
+        assert!(got.iter().all(|&s| s == 200), "{got:?}");
+        answered += got.len();
+        println!("after {answered} requests: RSS {:.0} MiB", rss_mib());
+    }
+    let after = rss_mib();
+    println!(
+        "{answered} requests from 24 clients: RSS {after_warm:.0} MiB after warm-up, {after:.0} MiB after"
+    );
+    assert_eq!(answered, 216);
+    // Each request holds at most one 1024x484 photo (1.5 MB decoded): a leak of one per request
+    // would be over 300 MiB here.
+    assert!(
+        after - after_warm < 24.0,
+        "memory grew by {:.0} MiB",
+        after - after_warm
+    );
+}
+
+#[test]
+fn past_the_waiting_room_requests_get_503_with_retry_after() {
+    let server = start(Limits {
+        max_concurrent: 1,
+        max_waiting: 1,
+        ..Limits::default()
+    });
+    let addr = url(&server, "/v1/classify");
+    let photo = std::fs::read(shared("photos/group-6-people.jpg")).unwrap();
+    let answers = wave(&addr, &photo, 12, 1);
+    let got = statuses(&answers);
+    assert!(got.iter().all(|&s| s == 200 || s == 503), "{got:?}");
+    assert!(got.contains(&200), "{got:?}");
+    assert!(got.contains(&503), "{got:?}");
+    for (status, retry_after, body) in answers.iter().filter(|a| a.0 == 503) {
+        assert_eq!(retry_after.as_deref(), Some("1"), "{status}");
+        assert!(body.contains("busy"), "{body}");
+    }
+}

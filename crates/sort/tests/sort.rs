@@ -1,0 +1,316 @@
+//! `gc-sort` on real photos from `../shared/photos` with the built-in model and YuNet: folders,
+//! index, duplicate names, a corrupt file, a photo with no face, the user's own files in the way,
+//! and a run stopped half-way (with the leftovers of a killed process) that resumes to the same
+//! result as an unbroken one.
+
+use gc_classify::photos::DetectMode;
+use gc_detect::{Detector, DetectorKind};
+use gc_sort::{Category, Row, Settings, Sort, SortError};
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+fn shared(rel: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    root.ancestors()
+        .map(|a| a.join("../shared").join(rel))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{rel} not found in ../shared above {}", root.display()))
+}
+
+fn settings() -> Settings {
+    Settings {
+        model: "builtin".into(),
+        detector: Some("yunet-n-dynamic.onnx".into()),
+        detect: "auto".into(),
+        min_confidence: 0.8,
+        link: false,
+    }
+}
+
+/// A folder of real photos: two sub-folders holding different photos under the same name, a
+/// landscape with no one in it, a corrupt JPEG, and a text file that is not a photo.
+fn photo_folder(root: &Path) -> PathBuf {
+    let src = root.join("photos");
+    for sub in ["trip", "party"] {
+        std::fs::create_dir_all(src.join(sub)).unwrap();
+    }
+    let copy = |from: &str, to: &str| {
+        std::fs::copy(shared(&format!("photos/{from}")), src.join(to)).unwrap();
+    };
+    copy("group-6-people.jpg", "trip/IMG_0001.jpg");
+    copy("ultraface-imgs-2.jpg", "party/IMG_0001.jpg");
+    copy("ultraface-imgs-19.jpg", "party/IMG_0002.jpg");
+    copy("ultraface-mnn-4.jpg", "ultraface-mnn-4.jpg");
+    // No face: a smooth sky-to-grass gradient, large enough to go through the detector.
+    let landscape = image::RgbImage::from_fn(640, 480, |_, y| {
+        if y < 300 {
+            image::Rgb([120, 170, (255 - y / 3) as u8])
+        } else {
+            image::Rgb([60, (140 + y / 10) as u8, 50])
+        }
+    });
+    landscape.save(src.join("landscape.png")).unwrap();
+    let mut broken = std::fs::read(shared("photos/ultraface-imgs-1.jpg")).unwrap();
+    broken.truncate(2_000);
+    std::fs::write(src.join("party/broken.jpg"), broken).unwrap();
+    std::fs::write(src.join("notes.txt"), "not a photo").unwrap();
+    src
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    walkdir(dir)
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            (rel, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+struct Models {
+    model: Box<dyn gc_core::Classifier>,
+    detector: Detector,
+}
+
+fn models() -> Models {
+    Models {
+        model: Box::new(gc_classify::builtin::load().unwrap()),
+        detector: Detector::from_path(
+            &shared("models/detect/yunet-n-dynamic.onnx"),
+            DetectorKind::YuNet,
+        )
+        .unwrap(),
+    }
+}
+
+fn sort_all(m: &Models, src: &Path, dst: &Path) -> gc_sort::Summary {
+    Sort::open(src, dst, settings())
+        .unwrap()
+        .run(
+            m.model.as_ref(),
+            Some(&m.detector),
+            DetectMode::Auto,
+            4,
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap()
+}
+
+fn rows(dst: &Path) -> Vec<Row> {
+    gc_sort::index::read(&dst.join("index.csv")).unwrap()
+}
+
+#[test]
+fn photos_are_sorted_and_nothing_is_lost_or_overwritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = photo_folder(tmp.path());
+    let before = snapshot(&src);
+    let dst = tmp.path().join("sorted");
+    // The user's own file where a copy would go, and a file under another category's name.
+    for c in ["female", "male", "mixed", "uncertain"] {
+        std::fs::create_dir_all(dst.join(c)).unwrap();
+        std::fs::write(dst.join(c).join("IMG_0001.jpg"), format!("the user's {c}")).unwrap();
+    }
+    let m = models();
+    let summary = sort_all(&m, &src, &dst);
+
+    assert_eq!(snapshot(&src), before, "the source folder changed");
+    for c in ["female", "male", "mixed", "uncertain"] {
+        let kept = std::fs::read_to_string(dst.join(c).join("IMG_0001.jpg")).unwrap();
+        assert_eq!(
+            kept,
+            format!("the user's {c}"),
+            "{c}/IMG_0001.jpg was overwritten"
+        );
+    }
+    let rows = rows(&dst);
+    let photos: Vec<&str> = rows.iter().map(|r| r.photo.as_str()).collect();
+    assert_eq!(
+        photos,
+        [
+            "landscape.png",
+            "party/IMG_0001.jpg",
+            "party/IMG_0002.jpg",
+            "party/broken.jpg",
+            "trip/IMG_0001.jpg",
+            "ultraface-mnn-4.jpg"
+        ],
+        "every image once, in path order, and nothing else"
+    );
+    assert_eq!(summary.sorted, 6);
+    let by_photo: BTreeMap<&str, &Row> = rows.iter().map(|r| (r.photo.as_str(), r)).collect();
+
+    let broken = by_photo["party/broken.jpg"];
+    assert_eq!(broken.category, "error");
+    assert!(broken.error.contains("corrupt"), "{}", broken.error);
+    assert!(broken.destination.is_empty());
+
+    let landscape = by_photo["landscape.png"];
+    assert_eq!(
+        (landscape.category.as_str(), landscape.faces),
+        ("no-face", 0)
+    );
+    assert_eq!(landscape.destination, "no-face/landscape.png");
+
+    let group = by_photo["trip/IMG_0001.jpg"];
+    assert_eq!(group.faces, 6, "every face of group-6-people.jpg");
+    assert_eq!(group.boxes.split(';').count(), 6);
+    assert_eq!(group.labels.split(';').count(), 6);
+
+    // Every sorted photo is a whole, byte-identical copy, in the folder of its category, and that
+    // category follows from the faces' labels and probabilities.
+    for r in rows.iter().filter(|r| r.category != "error") {
+        let copy = std::fs::read(dst.join(&r.destination)).unwrap();
+        assert_eq!(copy, before[&r.photo], "{} -> {}", r.photo, r.destination);
+        assert!(r.destination.starts_with(&format!("{}/", r.category)));
+        let probs: Vec<f32> = r
+            .probabilities
+            .split(';')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let expected = if probs.is_empty() {
+            "no-face"
+        } else if probs.iter().any(|&p| p.max(1.0 - p) < 0.8) {
+            "uncertain"
+        } else if probs.iter().all(|&p| p >= 0.5) {
+            "female"
+        } else if probs.iter().all(|&p| p < 0.5) {
+            "male"
+        } else {
+            "mixed"
+        };
+        assert_eq!(r.category, expected, "{r:?}");
+    }
+    // The two IMG_0001.jpg both survive, beside the user's file of that name.
+    let dests: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.photo.ends_with("IMG_0001.jpg"))
+        .map(|r| r.destination.as_str())
+        .collect();
+    assert_eq!(dests.len(), 2);
+    assert!(
+        dests.iter().all(|d| !d.ends_with("/IMG_0001.jpg")),
+        "{dests:?}"
+    );
+    assert_ne!(dests[0], dests[1]);
+    // Nothing else was written: the copies, the user's files, index.csv and sort.json.
+    let written = walkdir(&dst).len();
+    assert_eq!(written, 5 + 4 + 2);
+    let counted: usize = summary.counts.values().sum();
+    assert_eq!(counted, 6);
+    assert_eq!(summary.counts[&Category::Error], 1);
+}
+
+#[test]
+fn a_stopped_run_resumes_to_the_same_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = photo_folder(tmp.path());
+    let m = models();
+    let whole = tmp.path().join("whole");
+    sort_all(&m, &src, &whole);
+
+    let broken = tmp.path().join("broken");
+    let mut seen = 0;
+    let summary = Sort::open(&src, &broken, settings())
+        .unwrap()
+        .run(
+            m.model.as_ref(),
+            Some(&m.detector),
+            DetectMode::Auto,
+            2,
+            |_| {
+                seen += 1;
+                if seen == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .unwrap();
+    assert!(summary.stopped);
+    assert_eq!(rows(&broken).len(), 3);
+    // What a kill at the worst moments leaves: the third photo copied but its row half-written,
+    // and a copy of the next one cut short under its temporary name.
+    let index = broken.join("index.csv");
+    let text = std::fs::read_to_string(&index).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let last = lines.pop().unwrap();
+    let torn = format!("{}\n{}", lines.join("\n"), &last[..last.len() / 2]);
+    std::fs::write(&index, torn).unwrap();
+    std::fs::write(broken.join("no-face/.gc-XYZ.partial"), b"half a ph").unwrap();
+
+    let sort = Sort::open(&src, &broken, settings()).unwrap();
+    assert_eq!((sort.already_done(), sort.remaining()), (2, 4));
+    sort.run(
+        m.model.as_ref(),
+        Some(&m.detector),
+        DetectMode::Auto,
+        3,
+        |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+
+    assert_eq!(
+        snapshot(&broken),
+        snapshot(&whole),
+        "files and index differ"
+    );
+    // A third run has nothing to do and changes nothing.
+    let sort = Sort::open(&src, &broken, settings()).unwrap();
+    assert_eq!(sort.remaining(), 0);
+}
+
+#[test]
+fn other_settings_and_overlapping_folders_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = photo_folder(tmp.path());
+    let dst = tmp.path().join("out");
+    Sort::open(&src, &dst, settings()).unwrap();
+    let other = Settings {
+        min_confidence: 0.9,
+        ..settings()
+    };
+    let err = Sort::open(&src, &dst, other).err().unwrap();
+    assert!(
+        err.to_string()
+            .contains("--min-confidence 0.8 there, 0.9 now"),
+        "{err}"
+    );
+    // Sorting a folder into itself, or into a folder inside which it lives, would sort the copies.
+    assert!(matches!(
+        Sort::open(&src, &src, settings()),
+        Err(SortError::Destination { .. })
+    ));
+    assert!(matches!(
+        Sort::open(&src.join("trip"), &src, settings()),
+        Err(SortError::Destination { .. })
+    ));
+    let missing = Sort::open(&tmp.path().join("nope"), &dst, settings())
+        .err()
+        .unwrap();
+    assert!(missing.to_string().contains("no such folder"), "{missing}");
+    // An output folder inside the source is skipped by the walk: its copies are not sorted again.
+    let inside = src.join("sorted");
+    let sort = Sort::open(&src, &inside, settings()).unwrap();
+    assert_eq!(sort.remaining(), 6);
+}
