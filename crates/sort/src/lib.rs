@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why a sort could not start or go on. Problems with single photos are rows of the index instead.
 #[derive(Debug, thiserror::Error)]
@@ -160,43 +161,63 @@ impl Sort {
     /// Classifies and places the remaining photos, `batch` at a time, calling `on_photo` after
     /// each is in place and in the index; `ControlFlow::Break` stops the run there, as an
     /// interruption would.
+    ///
+    /// Photos are placed and indexed on a thread of their own, in input order, while the next
+    /// batches are decoded and classified: creating files is kernel time that would otherwise
+    /// leave the decoding threads waiting after every batch.
     pub fn run(
         mut self,
         model: &dyn Classifier,
         detector: Option<&Detector>,
         mode: DetectMode,
         batch: usize,
-        mut on_photo: impl FnMut(&Row) -> ControlFlow<()>,
+        mut on_photo: impl FnMut(&Row) -> ControlFlow<()> + Send,
     ) -> Result<Summary, SortError> {
         let mut summary = Summary {
             resumed: self.done,
             ..Summary::default()
         };
         let todo = std::mem::take(&mut self.todo);
-        let mut failure = None;
-        // Chunks bound the work done past a stop request to one chunk's classification.
-        for chunk in todo.chunks(batch.max(1) * 8) {
-            classify_photos(model, detector, mode, chunk, batch, |outcome| {
-                if failure.is_some() || summary.stopped {
-                    return;
-                }
-                match self.sort_one(&outcome) {
-                    Ok(row) => {
-                        summary.sorted += 1;
-                        if on_photo(&row).is_break() {
-                            summary.stopped = true;
-                        }
+        let stop = AtomicBool::new(false);
+        let (sorted, stopped) = std::thread::scope(|scope| {
+            // A few batches of slack: enough to keep both sides busy, little memory (outcomes
+            // hold no pixels).
+            let (tx, rx) = std::sync::mpsc::sync_channel::<PhotoOutcome>(batch.max(1) * 4);
+            let this = &mut self;
+            let stop = &stop;
+            let writer = scope.spawn(move || -> Result<(usize, bool), SortError> {
+                let mut sorted = 0;
+                for outcome in rx {
+                    let row = this.sort_one(&outcome).inspect_err(|_| {
+                        stop.store(true, Ordering::Relaxed);
+                    })?;
+                    sorted += 1;
+                    if on_photo(&row).is_break() {
+                        stop.store(true, Ordering::Relaxed);
+                        return Ok((sorted, true));
                     }
-                    Err(e) => failure = Some(e),
                 }
+                Ok((sorted, false))
             });
-            if let Some(e) = failure {
-                return Err(e);
+            // Chunks bound the work done past a stop request to one chunk's classification.
+            for chunk in todo.chunks(batch.max(1) * 8) {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                classify_photos(model, detector, mode, chunk, batch, |outcome| {
+                    if !stop.load(Ordering::Relaxed) {
+                        // A closed channel means the writer stopped; it says why below.
+                        let _ = tx.send(outcome);
+                    }
+                });
             }
-            if summary.stopped {
-                break;
-            }
-        }
+            drop(tx);
+            writer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
+        summary.sorted = sorted;
+        summary.stopped = stopped;
         drop(self.index);
         for row in index::read(&self.dst.join(index::FILE_NAME))? {
             if let Some(c) = Category::from_name(&row.category) {
