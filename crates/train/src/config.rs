@@ -153,6 +153,34 @@ pub struct TrainConfig {
     pub patience: Option<usize>,
     /// ImageNet weights for EfficientNet-Lite0 (refused for the CNN).
     pub init: Option<PathBuf>,
+    /// How training images are weighted in the loss; absent in model.json files from before it.
+    #[serde(default)]
+    pub balance: Balance,
+}
+
+/// Weights of the training images in the loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    /// Every image counts the same (plain cross-entropy).
+    #[default]
+    None,
+    /// Every (race, gender) cell of the training set weighs the same in total, from the UTKFace
+    /// labels in the file names: a group with few images is not outvoted by a large one.
+    RaceGender,
+}
+
+impl std::str::FromStr for Balance {
+    type Err = TrainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Balance::None),
+            "race-gender" => Ok(Balance::RaceGender),
+            _ => Err(TrainError::Config(format!(
+                "balance {s:?}: expected none or race-gender"
+            ))),
+        }
+    }
 }
 
 impl TrainConfig {
@@ -171,6 +199,7 @@ impl TrainConfig {
             seed: 42,
             patience: None,
             init: None,
+            balance: Balance::None,
         }
     }
 

@@ -27,7 +27,7 @@ mod trainer;
 
 pub use batcher::batch_to_tensors;
 pub use classifier::{BurnClassifier, load_model, load_model_bytes};
-pub use config::{Arch, ModelSpec, Schedule, TrainConfig};
+pub use config::{Arch, Balance, ModelSpec, Schedule, TrainConfig};
 pub use model_dir::{DataInfo, ModelDir, ModelInfo, StopReason, read_info};
 pub use progress::{BatchStats, EpochMetrics, NoProgress, Phase, TrainProgress};
 pub use trainer::{RunOptions, TrainData, TrainReport, train};

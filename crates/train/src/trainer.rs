@@ -2,7 +2,7 @@
 //! validation after every epoch, the best weights kept, a checkpoint after every epoch, early
 //! stopping, and resume.
 
-use crate::config::{ModelSpec, TrainConfig};
+use crate::config::{Balance, ModelSpec, TrainConfig};
 use crate::model_dir::{
     Checkpoint, DataInfo, FORMAT, FORMAT_VERSION, ModelDir, ModelInfo, RunState, StopReason,
     write_history, write_info,
@@ -15,7 +15,7 @@ use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, Int, Tensor};
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use gc_core::Gender;
 use gc_models::ImageClassifier;
 use gc_models::weights::save_safetensors;
@@ -186,10 +186,15 @@ pub fn train(
         )
         .map_err(|e| TrainError::Data(e.to_string()))
     };
+    let weights = match config.balance {
+        Balance::None => None,
+        Balance::RaceGender => Some(race_gender_weights(&data.train)?),
+    };
     let run = Run {
         config,
         data: &data.info,
         files: &files,
+        weights,
         train: pipeline(&data.train, true)?,
         val: pipeline(&data.val, false)?,
         progress,
@@ -275,6 +280,8 @@ struct Run<'a> {
     config: &'a TrainConfig,
     data: &'a DataInfo,
     files: &'a ModelDir,
+    /// Loss weight of each training sample, by its index; `None` for plain cross-entropy.
+    weights: Option<Vec<f32>>,
     train: Pipeline,
     val: Pipeline,
     progress: &'a dyn TrainProgress,
@@ -303,6 +310,52 @@ impl Tally {
     fn accuracy(&self) -> f64 {
         self.correct as f64 / self.images.max(1) as f64
     }
+}
+
+/// Cross-entropy with a weight per sample: `sum(w_i * ce_i) / sum(w_i)`. burn's
+/// `CrossEntropyLoss` weighs classes, not samples.
+fn weighted_cross_entropy(
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    weights: Tensor<1>,
+) -> Tensor<1> {
+    let n = labels.dims()[0];
+    let log_p = burn::tensor::activation::log_softmax(logits, 1);
+    let picked = log_p.gather(1, labels.reshape([n, 1])).reshape([n]);
+    (picked.neg() * weights.clone()).sum() / weights.sum()
+}
+
+/// Weights that give every (race, gender) cell of `samples` the same total: `n / (cells * n_cell)`,
+/// so they average 1. The cells come from UTKFace file names; a name without them is an error.
+fn race_gender_weights(samples: &[Sample]) -> Result<Vec<f32>, TrainError> {
+    let cells: Vec<(gc_core::Race, gc_core::Gender)> = samples
+        .iter()
+        .map(|s| {
+            let name = s
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            gc_dataset::parse_utkface_name(&name)
+                .map(|p| (p.label.race, p.label.gender))
+                .map_err(|e| {
+                    TrainError::Data(format!(
+                        "{}: --balance race-gender needs UTKFace file names: {e}",
+                        s.path.display()
+                    ))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut counts = std::collections::HashMap::new();
+    for c in &cells {
+        *counts.entry(*c).or_insert(0usize) += 1;
+    }
+    let total = cells.len() as f32;
+    let groups = counts.len() as f32;
+    Ok(cells
+        .iter()
+        .map(|c| total / (groups * counts[c] as f32))
+        .collect())
 }
 
 /// Predictions equal to the labels.
@@ -360,9 +413,16 @@ impl Run<'_> {
             let mut lr = 0.0;
             for batch in self.train.epoch(epoch as u64) {
                 let n = batch.len();
+                let weights = self.weights.as_ref().map(|w| {
+                    let w: Vec<f32> = batch.indices.iter().map(|&i| w[i]).collect();
+                    Tensor::<1>::from_data(TensorData::new(w, [n]), device)
+                });
                 let (images, labels) = batch_to_tensors(batch, device);
                 let logits = model.forward(images);
-                let loss = loss_fn.forward(logits.clone(), labels.clone());
+                let loss = match weights {
+                    None => loss_fn.forward(logits.clone(), labels.clone()),
+                    Some(w) => weighted_cross_entropy(logits.clone(), labels.clone(), w),
+                };
                 let rates = scheduler.step();
                 lr = rates.base();
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -575,4 +635,66 @@ fn restore<M: Module>(
             .map_err(|e| bad("scheduler state", e))?,
     );
     Ok((model, optimizer, scheduler))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &str, label: usize) -> Sample {
+        Sample {
+            path: Path::new("data/train").join(name),
+            label,
+        }
+    }
+
+    #[test]
+    fn every_race_gender_cell_weighs_the_same() {
+        // 3 white women, 1 black woman, 2 white men: three cells.
+        let samples = [
+            sample("30_1_0_2017.jpg.chip.jpg", 0),
+            sample("31_1_0_2017.jpg.chip.jpg", 0),
+            sample("32_1_0_2017.jpg.chip.jpg", 0),
+            sample("33_1_1_2017.jpg.chip.jpg", 0),
+            sample("34_0_0_2017.jpg.chip.jpg", 1),
+            sample("35_0_0_2017.jpg.chip.jpg", 1),
+        ];
+        let w = race_gender_weights(&samples).unwrap();
+        // n / (cells * n_cell) = 6 / (3 * 3), 6 / (3 * 1), 6 / (3 * 2).
+        let want = [2.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0, 2.0, 1.0, 1.0];
+        for (a, b) in w.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{w:?}");
+        }
+        assert!((w.iter().sum::<f32>() - 6.0).abs() < 1e-5);
+        let err = race_gender_weights(&[sample("holiday.jpg", 0)]).unwrap_err();
+        assert!(err.to_string().contains("holiday.jpg"), "{err}");
+    }
+
+    #[test]
+    fn weighted_cross_entropy_matches_hand_computed_values() {
+        let device = gc_models::cpu_device();
+        let logits = Tensor::<2>::from_data(
+            TensorData::new(vec![2.0f32, 0.0, 0.0, 1.0], [2, 2]),
+            &device,
+        );
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 0], [2]), &device);
+        // ce_0 = ln(1 + e^-2), ce_1 = ln(1 + e^1).
+        let (ce0, ce1) = (
+            (1.0f32 + (-2.0f32).exp()).ln(),
+            (1.0f32 + 1.0f32.exp()).ln(),
+        );
+        let loss = |w: Vec<f32>| {
+            let w = Tensor::<1>::from_data(TensorData::new(w, [2]), &device);
+            weighted_cross_entropy(logits.clone(), labels.clone(), w).into_scalar::<f32>()
+        };
+        assert!((loss(vec![1.0, 1.0]) - (ce0 + ce1) / 2.0).abs() < 1e-5);
+        assert!((loss(vec![1.0, 0.0]) - ce0).abs() < 1e-5);
+        assert!((loss(vec![1.0, 3.0]) - (ce0 + 3.0 * ce1) / 4.0).abs() < 1e-5);
+        // Equal weights are plain cross-entropy.
+        let plain = CrossEntropyLossConfig::new()
+            .init(&device)
+            .forward(logits.clone(), labels.clone())
+            .into_scalar::<f32>();
+        assert!((loss(vec![0.5, 0.5]) - plain).abs() < 1e-5);
+    }
 }

@@ -6,7 +6,7 @@
 use crate::Status;
 use anyhow::{Context, bail};
 use gc_train::{
-    Arch, BatchStats, EpochMetrics, Phase, RunOptions, Schedule, StopReason, TrainConfig,
+    Arch, Balance, BatchStats, EpochMetrics, Phase, RunOptions, Schedule, StopReason, TrainConfig,
     TrainData, TrainProgress,
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -85,6 +85,15 @@ pub struct TrainArgs {
     /// Stop when the validation loss has not improved for N epochs.
     #[arg(long, value_name = "N")]
     pub patience: Option<usize>,
+
+    /// Loss weights: none, or race-gender (every race x gender cell of the training set weighs the
+    /// same in total; UTKFace file names give the cells).
+    #[arg(long, default_value = "none", value_parser = parse_balance)]
+    pub balance: Balance,
+}
+
+fn parse_balance(s: &str) -> Result<Balance, String> {
+    s.parse().map_err(|e: gc_train::TrainError| e.to_string())
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {
@@ -119,6 +128,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         seed: args.seed,
         patience: args.patience,
         init: args.init.clone(),
+        balance: args.balance,
         ..TrainConfig::new(args.arch.default_spec())
     };
     config.validate()?;
