@@ -314,3 +314,44 @@ fn other_settings_and_overlapping_folders_are_refused() {
     let sort = Sort::open(&src, &inside, settings()).unwrap();
     assert_eq!(sort.remaining(), 6);
 }
+
+#[test]
+fn link_mode_links_the_photos_themselves() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = photo_folder(tmp.path());
+    let before = snapshot(&src);
+    let dst = tmp.path().join("linked");
+    let m = models();
+    let linked = Settings {
+        link: true,
+        ..settings()
+    };
+    Sort::open(&src, &dst, linked)
+        .unwrap()
+        .run(
+            m.model.as_ref(),
+            Some(&m.detector),
+            DetectMode::Auto,
+            4,
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+    let rows = rows(&dst);
+    assert_eq!(rows.len(), 6);
+    for r in rows.iter().filter(|r| r.category != "error") {
+        let original = std::fs::metadata(src.join(&r.photo)).unwrap();
+        let link = std::fs::metadata(dst.join(&r.destination)).unwrap();
+        assert_eq!(
+            (original.dev(), original.ino()),
+            (link.dev(), link.ino()),
+            "{} is not a hard link of {}",
+            r.destination,
+            r.photo
+        );
+    }
+    assert_eq!(snapshot(&src), before);
+    // A copy run into the linked folder is refused: its settings differ.
+    let err = Sort::open(&src, &dst, settings()).err().unwrap();
+    assert!(err.to_string().contains("--link there"), "{err}");
+}
