@@ -38,3 +38,34 @@ pub fn run_child(mut cmd: Command) -> Result<Value, String> {
         .ok_or(format!("{shown} printed no result"))?;
     serde_json::from_str(line).map_err(|e| format!("{shown}: {e}"))
 }
+
+/// Wall time of a whole process, median of `runs` runs after one unmeasured run (which warms the
+/// page cache); its first output is shown on stderr so a wrong result is seen.
+pub fn time_process(
+    mut make: impl FnMut() -> Command,
+    runs: usize,
+) -> Result<std::time::Duration, String> {
+    let mut times = Vec::new();
+    for i in 0..=runs {
+        let start = std::time::Instant::now();
+        let out = make().output().map_err(|e| e.to_string())?;
+        let took = start.elapsed();
+        if !out.status.success() {
+            return Err(format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        if i == 0 {
+            eprintln!(
+                "  first output: {}",
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
+        } else {
+            times.push(took);
+        }
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
+}

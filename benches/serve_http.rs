@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! PEER_PYTHON=/path/to/venv/bin/python \
-//!   cargo bench -p gc-serve --bench serve_http -- [--clients 8] [--requests 200] [--rounds 2] [--photo NAME]
+//!   cargo bench --workspace --bench serve_http -- [--clients 8] [--requests 200] [--rounds 2] [--photo NAME]
 //! ```
 //!
 //! Each server gets `--clients` concurrent keep-alive clients (threads of this process) POSTing

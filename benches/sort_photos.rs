@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! PEER_PYTHON=/path/to/venv/bin/python \
-//!   cargo bench -p gc-sort --bench sort_photos -- [--utkface 1000] [--copies 10] [--rounds 2]
+//!   cargo bench --workspace --bench sort_photos -- [--utkface 1000] [--copies 10] [--rounds 2]
 //! ```
 //!
 //! Two sets: the six photos of `../shared/photos` `--copies` times over (real photos: detection on
@@ -17,13 +17,14 @@
 
 #[path = "common.rs"]
 mod common;
+#[path = "utkface.rs"]
+mod utkface;
 
 use common::run_child;
 use gc_classify::photos::DetectMode;
 use gc_core::Classifier;
 use gc_detect::{Detector, DetectorKind};
 use gc_sort::{Settings, Sort};
-use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -86,30 +87,6 @@ fn photo_set(dir: &Path, copies: usize) -> usize {
     photos.len() * copies
 }
 
-fn utkface_set(dir: &Path, n: usize) -> usize {
-    std::fs::create_dir_all(dir).unwrap();
-    let file = std::fs::File::open(shared("data/utkface-crop_part1-200px.tar.gz")).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut written = 0;
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().into_owned();
-        if !entry.header().entry_type().is_file()
-            || !gc_classify::inputs::has_image_extension(&path)
-        {
-            continue;
-        }
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).unwrap();
-        std::fs::write(dir.join(path.file_name().unwrap()), bytes).unwrap();
-        written += 1;
-        if written == n {
-            break;
-        }
-    }
-    written
-}
-
 /// Sorts `src` into a fresh folder with our library; seconds after the models are loaded.
 fn ours(model: &dyn Classifier, detector: &Detector, src: &Path, dst: &Path) -> f64 {
     let settings = Settings {
@@ -167,7 +144,15 @@ fn main() -> ExitCode {
     let utk = tmp.path().join("utkface");
     let sets = [
         ("shared photos", photo_set(&photos, args.copies), photos),
-        ("UTKFace crops", utkface_set(&utk, args.utkface), utk),
+        (
+            "UTKFace crops",
+            utkface::extract(
+                &shared("data/utkface-crop_part1-200px.tar.gz"),
+                &utk,
+                args.utkface,
+            ),
+            utk,
+        ),
     ];
     let dlib: Box<dyn Classifier> = Box::new(
         gc_onnx::OnnxClassifier::from_path(
