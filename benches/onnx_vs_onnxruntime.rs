@@ -17,22 +17,12 @@ mod common;
 #[path = "utkface.rs"]
 mod utkface;
 
-use common::{run_child, time_process};
+use common::{run_child, shared, time_process};
 use gc_classify::{Input, classify_inputs};
 use gc_core::{Classifier, RgbView};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
-
-fn shared(rel: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors()
-        .map(|a| a.join("../shared").join(rel))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{rel} not found in ../shared above {}", root.display()))
-        .canonicalize()
-        .unwrap()
-}
 
 /// `--cold-child MODEL IMAGE`: load, decode, classify, print, as a user's first run does.
 fn cold_child(model: &str, image: &str) -> Result<(), String> {

@@ -16,23 +16,14 @@
 #[path = "common.rs"]
 mod common;
 
+use common::shared;
 use gc_classify::photos::DetectMode;
 use gc_detect::{Detector, DetectorKind};
 use gc_serve::{Limits, Running, Service};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
-
-fn shared(rel: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors()
-        .map(|a| a.join("../shared").join(rel))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{rel} not found in ../shared above {}", root.display()))
-        .canonicalize()
-        .unwrap()
-}
 
 struct Args {
     clients: usize,

@@ -20,7 +20,7 @@ mod common;
 #[path = "utkface.rs"]
 mod utkface;
 
-use common::run_child;
+use common::{run_child, shared};
 use gc_classify::photos::DetectMode;
 use gc_core::Classifier;
 use gc_detect::{Detector, DetectorKind};
@@ -29,16 +29,6 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
-
-fn shared(rel: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors()
-        .map(|a| a.join("../shared").join(rel))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{rel} not found in ../shared above {}", root.display()))
-        .canonicalize()
-        .unwrap()
-}
 
 struct Args {
     utkface: usize,

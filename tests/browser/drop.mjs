@@ -4,14 +4,10 @@
 //   node drop.mjs URL PHOTO SCREENSHOT.png EXPECTED_FACES
 //
 // Prints one JSON object: the faces drawn (label and box as laid out on the page) and the caption.
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 
 const [url, photo, screenshot, expected] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   const errors = [];

@@ -2,16 +2,12 @@
 // screenshot and prints what it shows: title, headings, inline SVG charts, images that did not load.
 //
 //   node render.mjs URL_OR_FILE SCREENSHOT.png
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 import { pathToFileURL } from "node:url";
 
 const [target, screenshot] = process.argv.slice(2);
 const url = /^[a-z]+:\/\//.test(target) ? target : pathToFileURL(target).href;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   const errors = [];
