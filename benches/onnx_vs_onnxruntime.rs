@@ -36,6 +36,8 @@ fn cold_child(model: &str, image: &str) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // As the CLI runs: glibc malloc keeps freed memory (gc_core::malloc).
+    gc_core::malloc::keep_freed_memory();
     let argv: Vec<String> = std::env::args().collect();
     if let Some(i) = argv.iter().position(|a| a == "--cold-child") {
         let (Some(model), Some(image)) = (argv.get(i + 1), argv.get(i + 2)) else {

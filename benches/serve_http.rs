@@ -172,6 +172,8 @@ fn print(name: &str, l: &Load) {
 }
 
 fn main() -> ExitCode {
+    // As the CLI runs: glibc malloc keeps freed memory (gc_core::malloc).
+    gc_core::malloc::keep_freed_memory();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

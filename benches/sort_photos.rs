@@ -121,6 +121,8 @@ fn peer(python: &str, src: &Path, dst: &Path) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
+    // As the CLI runs: glibc malloc keeps freed memory (gc_core::malloc).
+    gc_core::malloc::keep_freed_memory();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

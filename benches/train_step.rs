@@ -277,6 +277,8 @@ fn drive(args: &Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // As the CLI runs: glibc malloc keeps freed memory (gc_core::malloc).
+    gc_core::malloc::keep_freed_memory();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -16,6 +16,9 @@ pub enum Status {
 }
 
 fn main() -> ExitCode {
+    // burn's layers free and reallocate MiB-sized buffers all the time; keeping them is 15-20%
+    // faster over many images and costs nothing on one (gc_core::malloc).
+    gc_core::malloc::keep_freed_memory();
     let cli = args::Cli::parse_from(args::with_default_subcommand(std::env::args_os()));
     init_logging(cli.verbose);
     match commands::run(cli.command) {

@@ -13,8 +13,8 @@
 //!   after one unmeasured run (so both read the model from the page cache);
 //! - throughput: images/s over the first N faces of `shared/data/utkface-aligned-64px.tar.gz`
 //!   (resized to 224 by each side's preprocessing), batch B, decoding excluded, after one warm-up
-//!   batch; ours twice, as shipped and with glibc malloc told to keep freed memory
-//!   ([`MALLOC_TUNABLES`]), which is what a binary gets from another global allocator.
+//!   batch; ours twice, as the CLI runs (glibc malloc keeps freed memory, `gc_core::malloc`)
+//!   and with glibc's defaults ([`MALLOC_DEFAULTS`]).
 
 use gc_core::{Classifier, RgbView};
 use gc_hf::HfClassifier;
@@ -85,7 +85,7 @@ fn cold_child(model: &str, image: &str) -> Result<(), String> {
 
 /// `--throughput-child MODEL DIR N BATCH`: images/s over the first N `.jpg` of DIR (sorted),
 /// decoding excluded, after one warm-up batch. A child process, so that it can run with and
-/// without the allocator settings below.
+/// without the malloc setting.
 fn throughput_child(model: &str, dir: &str, n: usize, batch: usize) -> Result<(), String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
@@ -121,11 +121,8 @@ fn throughput_child(model: &str, dir: &str, n: usize, batch: usize) -> Result<()
     Ok(())
 }
 
-/// glibc malloc settings that keep freed memory for reuse: without them, every large tensor
-/// buffer flex allocates is fresh memory from the kernel (page faults, zeroing), about a seventh
-/// of the forward pass's time. A binary can get the same with another global allocator.
-const MALLOC_TUNABLES: &str =
-    "glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=1073741824";
+/// The child argument that leaves glibc malloc at its defaults.
+const MALLOC_DEFAULTS: &str = "--malloc-defaults";
 
 /// Runs a `... throughput` command and returns its `images/s ...` line.
 fn throughput_line(mut cmd: Command) -> Result<String, String> {
@@ -270,20 +267,20 @@ fn run() -> Result<(), String> {
     };
 
     println!("throughput, {} images, batch {}:", faces.len(), args.batch);
-    let ours = |tunables: bool| {
+    let ours = |defaults: bool| {
         let mut c = Command::new(&exe);
         c.arg("--throughput-child")
             .arg(&args.model)
             .arg(&tmp)
             .arg(faces.len().to_string())
             .arg(args.batch.to_string());
-        if tunables {
-            c.env("GLIBC_TUNABLES", MALLOC_TUNABLES);
+        if defaults {
+            c.arg(MALLOC_DEFAULTS);
         }
         throughput_line(c)
     };
     println!("  gc-hf (burn flex)      {}", ours(false)?);
-    println!("  gc-hf, malloc tuned    {}", ours(true)?);
+    println!("  gc-hf, malloc defaults {}", ours(true)?);
     if !args.skip_python {
         let mut c = Command::new(&args.python);
         c.arg(&bench_py)
@@ -305,6 +302,11 @@ fn run() -> Result<(), String> {
 }
 
 fn main() {
+    // Ours runs as the CLI does (glibc malloc keeps freed memory, gc_core::malloc), except in the
+    // throughput child asked for glibc's defaults, the row that shows what the setting is worth.
+    if !std::env::args().any(|a| a == MALLOC_DEFAULTS) {
+        gc_core::malloc::keep_freed_memory();
+    }
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(1);
