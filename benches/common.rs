@@ -3,20 +3,11 @@
 //! uses every helper.
 #![allow(dead_code)]
 
+// Not every bench that includes this file reads ../shared.
+#[allow(unused_imports)]
+pub use gc_testdata::shared;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// A file of `../shared` (beside the repository), found from the crate that runs the bench.
-pub fn shared(rel: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors()
-        .map(|a| a.join("../shared").join(rel))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{rel} not found in ../shared above {}", root.display()))
-        .canonicalize()
-        .unwrap()
-}
 
 /// Peak resident set size of this process in MiB (Linux: VmHWM).
 pub fn peak_rss_mib() -> Option<f64> {

@@ -11,18 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 fn shared_data(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path = root
-        .ancestors()
-        .map(|a| a.join("../shared/data").join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} not found in ../shared/data above {}",
-                root.display()
-            )
-        });
-    path.canonicalize().unwrap()
+    gc_testdata::shared(&format!("data/{name}"))
 }
 
 /// The 64px archive prepared once with the default seed, shared by the tests that only read it.

@@ -5,15 +5,12 @@ use flate2::read::GzDecoder;
 use gc_core::{ModelError, RgbView};
 use gc_detect::{Detector, DetectorKind, Face, face_crop};
 use gc_pipeline::decode::{decode_rgb, decode_rgb_bytes};
+use gc_testdata::shared;
 use image::{DynamicImage, ImageFormat, RgbImage};
 use std::io::{Cursor, Read};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
-
-fn shared(path: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(path)
-}
 
 fn model_path(kind: DetectorKind) -> PathBuf {
     shared("models/detect").join(kind.file_name())
@@ -309,7 +306,7 @@ fn thresholds_are_checked_and_change_the_result() {
 
 #[test]
 fn bad_model_files_are_errors_that_name_them() {
-    let missing = shared("models/detect/no-such-detector.onnx");
+    let missing = gc_testdata::shared_dir().join("models/detect/no-such-detector.onnx");
     let err = Detector::from_path(&missing, DetectorKind::YuNet).unwrap_err();
     assert!(matches!(err, ModelError::File { .. }), "{err:?}");
     assert!(err.to_string().contains("no-such-detector.onnx"), "{err}");

@@ -170,11 +170,7 @@ fn time_process(mut make: impl FnMut() -> Command, runs: usize) -> Result<Durati
 
 /// The first `n` files (archive order) of the 64px UTKFace archive, written as JPEGs into `dir`.
 fn extract_faces(n: usize, dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let archive = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|d| d.join("shared/data/utkface-aligned-64px.tar.gz"))
-        .find(|p| p.is_file())
-        .ok_or("no shared/data/utkface-aligned-64px.tar.gz above the crate")?;
+    let archive = gc_testdata::shared("data/utkface-aligned-64px.tar.gz");
     let file = std::fs::File::open(&archive).map_err(|e| e.to_string())?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let mut out = Vec::new();

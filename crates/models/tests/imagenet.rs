@@ -12,22 +12,8 @@ use gc_models::efficientnet_lite0::{EfficientNetLite0Config, IMAGENET_CLASSES};
 use gc_models::{ImageClassifier, cpu_device};
 use std::path::{Path, PathBuf};
 
-/// `../shared/models/backbone/efficientnet-lite0-imagenet.safetensors`, found by walking up from
-/// this crate to the folder that holds `shared/`.
 fn checkpoint() -> PathBuf {
-    let rel = Path::new("shared/models/backbone/efficientnet-lite0-imagenet.safetensors");
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|dir| dir.join(rel))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{} not found above {}: these tests need the shared models folder \
-                 (../shared/models/ beside the repository)",
-                rel.display(),
-                env!("CARGO_MANIFEST_DIR")
-            )
-        })
+    gc_testdata::shared("models/backbone/efficientnet-lite0-imagenet.safetensors")
 }
 
 /// A smooth synthetic image in [0, 1], `[1, 3, side, side]`, as the Python reference builds it.

@@ -6,17 +6,10 @@
 use gc_classify::photos::DetectMode;
 use gc_detect::{Detector, DetectorKind};
 use gc_sort::{Category, Row, Settings, Sort, SortError};
+use gc_testdata::shared;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-
-fn shared(rel: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors()
-        .map(|a| a.join("../shared").join(rel))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{rel} not found in ../shared above {}", root.display()))
-}
 
 fn settings() -> Settings {
     Settings {

@@ -5,6 +5,7 @@ use gc_core::{Classifier, Gender, ModelError, RgbView};
 use gc_dataset::{ManifestRow, NoProgress, PrepareOptions, Split, prepare};
 use gc_models::CnnConfig;
 use gc_pipeline::{ImageFolder, Sample, decode_rgb};
+use gc_testdata::shared;
 use gc_train::{
     Arch, EpochMetrics, ModelSpec, RunOptions, Schedule, StopReason, TrainConfig, TrainData,
     TrainError, TrainProgress, load_model, train,
@@ -18,19 +19,6 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 fn one_run_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|dir| dir.join("shared").join(rel))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "shared/{rel} not found above {}: these tests need ../shared/ beside the repository",
-                env!("CARGO_MANIFEST_DIR")
-            )
-        })
 }
 
 /// The 64px UTKFace archive prepared once (all 23,705 images, a few seconds), and balanced samples

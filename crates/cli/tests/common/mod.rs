@@ -5,18 +5,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub use gc_testdata::shared;
+
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gender-classifier"))
-}
-
-pub fn shared(rel: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors()
-        .map(|a| a.join("../shared").join(rel))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{rel} not found in ../shared above {}", root.display()))
-        .canonicalize()
-        .unwrap()
 }
 
 /// A small, fast ONNX gender model (dlib/Cydral, CC0), chosen by its preset from the file name.

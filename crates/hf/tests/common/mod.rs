@@ -69,17 +69,7 @@ pub fn nearest(w: usize, h: usize, px: &[u8], dw: usize, dh: usize) -> Vec<u8> {
 
 /// `shared/data/NAME` beside the repository.
 pub fn archive(name: &str) -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|d| d.join("shared").join("data").join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "no shared/data/{name} above {}: these tests read UTKFace faces from the shared archive",
-                manifest.display()
-            )
-        })
+    gc_testdata::shared(&format!("data/{name}"))
 }
 
 /// The JPEG bytes of the named files of a .tar.gz, in the order of `names`.

@@ -7,21 +7,7 @@ use flate2::read::GzDecoder;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// `shared/` beside the repository: the first ancestor of this crate that holds `shared/models`.
-pub fn shared_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|d| d.join("shared"))
-        .find(|d| d.join("models").is_dir() && d.join("data").is_dir())
-        .unwrap_or_else(|| {
-            panic!(
-                "no shared/ with models/ and data/ above {}: these tests need the pretrained \
-                 models and UTKFace archives in ../shared/ beside the repository",
-                manifest.display()
-            )
-        })
-}
+pub use gc_testdata::shared_dir;
 
 pub fn model_path(rel: &str) -> PathBuf {
     let p = shared_dir().join("models").join(rel);

@@ -4,17 +4,8 @@
 use gc_classify::photos::DetectMode;
 use gc_detect::{Detector, DetectorKind};
 use gc_serve::{Limits, Running, Service};
-use std::path::{Path, PathBuf};
 
-pub fn shared(rel: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors()
-        .map(|a| a.join("../shared").join(rel))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{rel} not found in ../shared above {}", root.display()))
-        .canonicalize()
-        .unwrap()
-}
+pub use gc_testdata::shared;
 
 /// A server on a free loopback port: the built-in model, YuNet, and `limits`.
 pub fn start(limits: Limits) -> Running {

@@ -1,0 +1,47 @@
+//! The tests and benchmarks read real data and models from `shared/` beside the repository
+//! (`../shared/` from its root), never from copies in it. This crate finds that folder once for
+//! all of them, wherever the workspace is checked out (a CI clone, a worktree).
+
+use std::path::{Path, PathBuf};
+
+/// `shared/` beside the repository: the first folder above this crate that holds `shared/data`
+/// and `shared/models`. Panics with what is missing, since no test can run without it.
+pub fn shared_dir() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = here
+        .ancestors()
+        .map(|a| a.join("shared"))
+        .find(|d| d.join("data").is_dir() && d.join("models").is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "no shared/ with data/ and models/ above {}: the tests and benchmarks need the \
+                 UTKFace archives, models and photos in ../shared/ beside the repository",
+                here.display()
+            )
+        });
+    dir.canonicalize().unwrap_or(dir)
+}
+
+/// `shared/REL`, which must exist (`data/utkface-aligned-64px.tar.gz`, `models/detect/...`,
+/// `photos/group-6-people.jpg`).
+pub fn shared(rel: &str) -> PathBuf {
+    let path = shared_dir().join(rel);
+    assert!(
+        path.exists(),
+        "{} is missing: the tests and benchmarks read it from ../shared/",
+        path.display()
+    );
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_shared_folder_is_found_and_a_missing_file_is_named() {
+        assert!(super::shared("data").is_dir());
+        let err =
+            std::panic::catch_unwind(|| super::shared("data/no-such-archive.tar.gz")).unwrap_err();
+        let msg = err.downcast_ref::<String>().unwrap();
+        assert!(msg.contains("no-such-archive.tar.gz is missing"), "{msg}");
+    }
+}
