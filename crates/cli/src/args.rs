@@ -189,8 +189,9 @@ pub struct ModelArgs {
 pub struct FaceArgs {
     /// A face detector (.onnx): UltraFace (`ultraface-rfb-320.onnx`, `ultraface-slim-320.onnx`) or
     /// YuNet (`yunet-n-dynamic.onnx`), recognised from the file name or named with
-    /// --detector-kind. With it, photos are classified face by face.
-    #[arg(long, env = "GC_DETECTOR", value_name = "ONNX")]
+    /// --detector-kind; or a folder holding them under those names, from which UltraFace RFB-320
+    /// is taken unless --detector-kind says otherwise. With it, photos are classified face by face.
+    #[arg(long, env = "GC_DETECTOR", value_name = "ONNX|DIR")]
     pub detector: Option<PathBuf>,
 
     /// The detector's family when its file name does not say: ultraface, ultraface-slim, yunet.

@@ -446,3 +446,43 @@ fn photos_are_classified_face_by_face_with_a_detector() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--detector"), "{stderr}");
 }
+
+#[test]
+fn a_folder_of_detectors_gives_ultraface_unless_a_kind_is_named() {
+    let models = shared("models/detect");
+    let group = shared("photos/group-6-people.jpg");
+    // From the folder: UltraFace RFB-320 by default, YuNet when named. Each run prints exactly
+    // what the file itself gives, and the two families give different boxes.
+    let json = |detector: &std::path::Path, kind: Option<&str>| {
+        let mut cmd = bin();
+        cmd.arg("--json").arg("--detector").arg(detector);
+        if let Some(k) = kind {
+            cmd.args(["--detector-kind", k]);
+        }
+        let (code, stdout, stderr) = run(cmd.arg(&group));
+        assert_eq!(code, 0, "{kind:?}: {stderr}");
+        assert_eq!(
+            json_lines(&stdout)[0]["faces"].as_array().unwrap().len(),
+            6,
+            "{stdout}"
+        );
+        stdout
+    };
+    let ultraface = json(&models, None);
+    assert_eq!(
+        ultraface,
+        json(&models.join("ultraface-rfb-320.onnx"), None)
+    );
+    let yunet = json(&models, Some("yunet"));
+    assert_eq!(yunet, json(&models.join("yunet-n-dynamic.onnx"), None));
+    assert_ne!(ultraface, yunet);
+    // A folder without the file of the family asked for is refused, naming both.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(bin().arg("--detector").arg(empty.path()).arg(&group));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&empty.path().display().to_string())
+            && stderr.contains("ultraface-rfb-320.onnx"),
+        "{stderr}"
+    );
+}

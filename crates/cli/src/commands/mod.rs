@@ -53,12 +53,30 @@ fn load_faces(args: &FaceArgs) -> anyhow::Result<(Option<Detector>, DetectMode)>
     Ok((detector, mode))
 }
 
-/// Loads a face detector, its family from `kind` or else from the file name.
+/// Loads a face detector, its family from `kind` or else from the file name. A folder (such as
+/// `../shared/models/detect`) holds the detectors under their published names; from it the
+/// family of `kind` is taken, UltraFace RFB-320 when none is named.
 fn load_detector(path: &Path, kind: Option<&str>) -> anyhow::Result<Detector> {
+    let kind = kind
+        .map(|k| {
+            k.parse::<DetectorKind>()
+                .map_err(|e| anyhow::anyhow!("--detector-kind: {}", e.0))
+        })
+        .transpose()?;
+    if path.is_dir() {
+        let kind = kind.unwrap_or(DetectorKind::UltraFaceRfb320);
+        let file = path.join(kind.file_name());
+        if !file.is_file() {
+            bail!(
+                "{}: no {} in this folder; pass the detector file itself with --detector",
+                path.display(),
+                kind.file_name()
+            );
+        }
+        return Detector::from_path(&file, kind).context("loading the face detector");
+    }
     let kind = match kind {
-        Some(k) => k
-            .parse::<DetectorKind>()
-            .map_err(|e| anyhow::anyhow!("--detector-kind: {}", e.0))?,
+        Some(k) => k,
         None => {
             let name = path
                 .file_name()
