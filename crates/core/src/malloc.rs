@@ -6,8 +6,8 @@
 //! are `mmap`ed and handed back to the kernel on free, and the heap top is trimmed above 128 KiB,
 //! so each layer page-faults and zeroes memory it had a moment ago. Measured on the ViT-B/16
 //! benchmark (`crates/hf/benches/vit_vs_transformers.rs`) and the training step
-//! (`benches/train_step.rs`), keeping freed memory for reuse is 15-20% faster for about 14% more
-//! peak memory (docs/BENCHMARKS.md), and a single image's cold start is the same either way.
+//! (`benches/train_step.rs`), keeping freed memory for reuse made them 16% and 11% faster, for about
+//! 14% more peak memory (docs/BENCHMARKS.md), and a single image's cold start is the same either way.
 //! mimalloc, tried as a drop-in, gave nothing: it also returns large blocks to the kernel at once.
 
 /// Tells glibc malloc to keep freed memory for reuse: blocks up to 256 MiB come from the heap

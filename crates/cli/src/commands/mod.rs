@@ -63,38 +63,34 @@ fn load_detector(path: &Path, kind: Option<&str>) -> anyhow::Result<Detector> {
                 .map_err(|e| anyhow::anyhow!("--detector-kind: {}", e.0))
         })
         .transpose()?;
-    if path.is_dir() {
-        let kind = kind.unwrap_or(DetectorKind::UltraFaceRfb320);
-        let file = path.join(kind.file_name());
-        if !file.is_file() {
-            bail!(
-                "{}: no {} in this folder; pass the detector file itself with --detector",
-                path.display(),
-                kind.file_name()
-            );
+    // A missing file in the folder is named by Detector::from_path, as any missing model file is.
+    let (file, kind) = match kind {
+        _ if path.is_dir() => {
+            let kind = kind.unwrap_or(DetectorKind::UltraFaceRfb320);
+            (path.join(kind.file_name()), kind)
         }
-        return Detector::from_path(&file, kind).context("loading the face detector");
-    }
-    let kind = match kind {
-        Some(k) => k,
-        None => {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().to_lowercase())
-                .unwrap_or_default();
-            if name.contains("yunet") {
-                DetectorKind::YuNet
-            } else if name.contains("slim") {
-                DetectorKind::UltraFaceSlim320
-            } else if name.contains("ultraface") || name.contains("rfb") {
-                DetectorKind::UltraFaceRfb320
-            } else {
-                bail!(
-                    "{}: cannot tell the detector's family from its name; pass --detector-kind ultraface, ultraface-slim or yunet",
-                    path.display()
-                )
-            }
-        }
+        Some(k) => (path.to_path_buf(), k),
+        None => (path.to_path_buf(), kind_from_name(path)?),
     };
-    Detector::from_path(path, kind).context("loading the face detector")
+    Detector::from_path(&file, kind).context("loading the face detector")
+}
+
+/// The detector's family from its file name (the names the detectors are published under).
+fn kind_from_name(path: &Path) -> anyhow::Result<DetectorKind> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    Ok(if name.contains("yunet") {
+        DetectorKind::YuNet
+    } else if name.contains("slim") {
+        DetectorKind::UltraFaceSlim320
+    } else if name.contains("ultraface") || name.contains("rfb") {
+        DetectorKind::UltraFaceRfb320
+    } else {
+        bail!(
+            "{}: cannot tell the detector's family from its name; pass --detector-kind ultraface, ultraface-slim or yunet",
+            path.display()
+        )
+    })
 }
