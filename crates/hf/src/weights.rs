@@ -214,8 +214,9 @@ impl Checkpoint {
             }
         }
         // burn's linear computes `x @ weight` with weight `[d_in, d_out]`: the transpose is a
-        // strided view, not a copy (burn's `LinearLayout::Col`); flex's matmul reads it in place,
-        // and is no slower for it.
+        // strided view, not a copy (burn's `LinearLayout::Col`); flex's 2-D matmul reads it in
+        // place, and is no slower for it (the architectures keep their inputs 2-D for that:
+        // `vit::token_linear`).
         let weight =
             Tensor::<2>::from_data(TensorData::new(w, [n * d_out, d_in]), &self.device).transpose();
         let bias = bias.then(|| {
