@@ -3,11 +3,18 @@
 //! buffers, one image per rayon task; knows nothing of tract.
 
 use crate::spec::{Channels, Crop, Filter, Layout, PreprocessSpec};
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use gc_core::{ModelError, RgbView};
-use image::imageops::FilterType;
-use image::{ImageBuffer, Rgb, RgbImage};
 use rayon::prelude::*;
 use std::borrow::Cow;
+use std::cell::RefCell;
+
+thread_local! {
+    // A resizer keeps its scratch buffers and filter coefficients between calls; one per worker
+    // thread avoids rebuilding them for every image.
+    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+}
 
 impl PreprocessSpec {
     /// The input tensor's data for `images` (any sizes), in the spec's layout, image after image.
@@ -56,19 +63,31 @@ impl PreprocessSpec {
         if (fw, fh) == (w, h) {
             return framed;
         }
-        let filter = match self.filter {
-            Filter::Nearest => FilterType::Nearest,
-            Filter::Triangle => FilterType::Triangle,
-            Filter::CatmullRom => FilterType::CatmullRom,
-            Filter::Lanczos3 => FilterType::Lanczos3,
+        // The same separable filters as `image::imageops::resize` (widened when shrinking, so
+        // the result is antialiased), in fast_image_resize's SIMD code: image's took 9-15% of
+        // the time to classify a face with the small ONNX models (measured with `perf`).
+        let algorithm = match self.filter {
+            Filter::Nearest => ResizeAlg::Nearest,
+            Filter::Triangle => ResizeAlg::Convolution(FilterType::Bilinear),
+            Filter::CatmullRom => ResizeAlg::Convolution(FilterType::CatmullRom),
+            Filter::Lanczos3 => ResizeAlg::Convolution(FilterType::Lanczos3),
         };
-        // The framed buffer always holds fw * fh * 3 bytes (checked or built so above).
-        match ImageBuffer::<Rgb<u8>, &[u8]>::from_raw(fw, fh, &framed) {
-            Some(view) => {
-                let out: RgbImage = image::imageops::resize(&view, w, h, filter);
-                Cow::Owned(out.into_raw())
-            }
-            None => Cow::Owned(vec![0; self.image_len()]),
+        let options = ResizeOptions::new().resize_alg(algorithm);
+        let mut dst = Image::new(w, h, PixelType::U8x3);
+        // The framed buffer always holds fw * fh * 3 bytes (checked or built so above), so
+        // neither call fails; a black image stands in if one ever did.
+        let resized = ImageRef::new(fw, fh, &framed, PixelType::U8x3)
+            .map_err(|e| e.to_string())
+            .and_then(|src| {
+                RESIZER.with(|r| {
+                    r.borrow_mut()
+                        .resize(&src, &mut dst, &options)
+                        .map_err(|e| e.to_string())
+                })
+            });
+        match resized {
+            Ok(()) => Cow::Owned(dst.into_vec()),
+            Err(_) => Cow::Owned(vec![0; self.image_len()]),
         }
     }
 
