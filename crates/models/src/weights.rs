@@ -1,6 +1,7 @@
 //! Saving and loading a model's weights as safetensors, with burn-store, strictly: a file that lacks
-//! a tensor, holds one of the wrong shape or dtype, or holds tensors the model does not know is
-//! refused with a [`ModelError`] that names them. Nothing here panics on a bad file.
+//! a tensor, holds one of the wrong shape or of a dtype that is not a float, or holds tensors the
+//! model does not know is refused with a [`ModelError`] that names them. Half-precision (and f64)
+//! weights are widened to f32. Nothing here panics on a bad file.
 
 use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use gc_core::ModelError;
@@ -34,12 +35,12 @@ pub fn load_safetensors<M: ModuleSnapshot>(
     spec: &WeightsSpec,
 ) -> Result<M, ModelError> {
     let shown = path.display().to_string();
-    // Open it first, so that a missing or unreadable file says so rather than "bad format".
-    std::fs::File::open(path).map_err(|e| ModelError::File {
+    // Read it first, so that a missing or unreadable file says so rather than "bad format".
+    let bytes = std::fs::read(path).map_err(|e| ModelError::File {
         path: shown.clone(),
         reason: e.to_string(),
     })?;
-    load_from_store(model, SafetensorsStore::from_file(path), &shown, spec)
+    load_safetensors_bytes(model, bytes, &shown, spec)
 }
 
 /// Like [`load_safetensors`], from the bytes of a safetensors file (the built-in model is
@@ -50,7 +51,70 @@ pub fn load_safetensors_bytes<M: ModuleSnapshot>(
     name: &str,
     spec: &WeightsSpec,
 ) -> Result<M, ModelError> {
+    let bytes = floats_as_f32(bytes, name)?;
     load_from_store(model, SafetensorsStore::from_bytes(Some(bytes)), name, spec)
+}
+
+/// The safetensors bytes with every F16, BF16 and F64 tensor turned into F32, the models' only
+/// float type; the bytes as they are when there is none.
+///
+/// Why: burn-store loads a tensor in the file's dtype, and flex then panics on the first
+/// operation that mixes it with f32 ("dtype mismatch"). Half-precision files are common (the
+/// Hub's, and ours when stored small), so they are widened here rather than refused.
+fn floats_as_f32(bytes: Vec<u8>, shown: &str) -> Result<Vec<u8>, ModelError> {
+    use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+    let format = |e: safetensors::SafeTensorError| ModelError::Format {
+        path: shown.to_string(),
+        reason: format!("not a readable safetensors file: {e}"),
+    };
+    let widened = {
+        let file = SafeTensors::deserialize(&bytes).map_err(format)?;
+        let narrow = |d: Dtype| matches!(d, Dtype::F16 | Dtype::BF16 | Dtype::F64);
+        if !file.tensors().iter().any(|(_, t)| narrow(t.dtype())) {
+            None
+        } else {
+            let (_, header) = SafeTensors::read_metadata(&bytes).map_err(format)?;
+            let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+            for (name, t) in file.tensors() {
+                let data = t.data();
+                let values: Option<Vec<f32>> = match t.dtype() {
+                    Dtype::F16 => Some(
+                        data.chunks_exact(2)
+                            .map(|b| burn::tensor::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                            .collect(),
+                    ),
+                    Dtype::BF16 => Some(
+                        data.chunks_exact(2)
+                            .map(|b| burn::tensor::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                            .collect(),
+                    ),
+                    Dtype::F64 => Some(
+                        data.chunks_exact(8)
+                            .map(|b| {
+                                let b = [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
+                                f64::from_le_bytes(b) as f32
+                            })
+                            .collect(),
+                    ),
+                    _ => None,
+                };
+                let (dtype, data) = match values {
+                    Some(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+                    None => (t.dtype(), data.to_vec()),
+                };
+                tensors.push((name, dtype, t.shape().to_vec(), data));
+            }
+            let views = tensors
+                .iter()
+                .map(|(name, dtype, shape, data)| {
+                    TensorView::new(*dtype, shape.clone(), data).map(|v| (name.clone(), v))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(format)?;
+            Some(safetensors::serialize(views, header.metadata().clone()).map_err(format)?)
+        }
+    };
+    Ok(widened.unwrap_or(bytes))
 }
 
 fn load_from_store<M: ModuleSnapshot>(
