@@ -11,7 +11,7 @@
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::{Device, Tensor, TensorData, bf16, f16};
+use burn::tensor::{Device, Tensor, TensorData};
 use gc_core::ModelError;
 use safetensors::Dtype;
 use safetensors::tensor::Metadata;
@@ -324,23 +324,12 @@ impl Checkpoint {
         } else {
             let mut raw = vec![0u8; entry.len];
             read_exact_at(file, entry.start, &mut raw).map_err(io)?;
-            match entry.dtype {
-                Dtype::F16 => {
-                    for (v, b) in out.iter_mut().zip(raw.chunks_exact(2)) {
-                        *v = f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
-                    }
-                }
-                Dtype::BF16 => {
-                    for (v, b) in out.iter_mut().zip(raw.chunks_exact(2)) {
-                        *v = bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
-                    }
-                }
-                _ => {
-                    for (v, b) in out.iter_mut().zip(raw.chunks_exact(8)) {
-                        let b = [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
-                        *v = f64::from_le_bytes(b) as f32;
-                    }
-                }
+            // The dtype was checked above to be one of the widths this reads.
+            if !gc_models::weights::widen_to_f32(entry.dtype, &raw, out) {
+                return Err(format(format!(
+                    "tensor {name}: dtype {} not read",
+                    entry.dtype
+                )));
             }
         }
         self.taken.insert(name.to_string());

@@ -5,6 +5,7 @@
 
 use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use gc_core::ModelError;
+use safetensors::Dtype;
 use std::path::Path;
 
 /// How a file's tensor names relate to the model's.
@@ -62,59 +63,66 @@ pub fn load_safetensors_bytes<M: ModuleSnapshot>(
 /// operation that mixes it with f32 ("dtype mismatch"). Half-precision files are common (the
 /// Hub's, and ours when stored small), so they are widened here rather than refused.
 fn floats_as_f32(bytes: Vec<u8>, shown: &str) -> Result<Vec<u8>, ModelError> {
-    use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+    use safetensors::{SafeTensors, tensor::TensorView};
+    use std::borrow::Cow;
     let format = |e: safetensors::SafeTensorError| ModelError::Format {
         path: shown.to_string(),
         reason: format!("not a readable safetensors file: {e}"),
     };
-    let widened = {
-        let file = SafeTensors::deserialize(&bytes).map_err(format)?;
-        let narrow = |d: Dtype| matches!(d, Dtype::F16 | Dtype::BF16 | Dtype::F64);
-        if !file.tensors().iter().any(|(_, t)| narrow(t.dtype())) {
-            None
-        } else {
-            let (_, header) = SafeTensors::read_metadata(&bytes).map_err(format)?;
-            let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-            for (name, t) in file.tensors() {
-                let data = t.data();
-                let values: Option<Vec<f32>> = match t.dtype() {
-                    Dtype::F16 => Some(
-                        data.chunks_exact(2)
-                            .map(|b| burn::tensor::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                            .collect(),
-                    ),
-                    Dtype::BF16 => Some(
-                        data.chunks_exact(2)
-                            .map(|b| burn::tensor::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                            .collect(),
-                    ),
-                    Dtype::F64 => Some(
-                        data.chunks_exact(8)
-                            .map(|b| {
-                                let b = [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
-                                f64::from_le_bytes(b) as f32
-                            })
-                            .collect(),
-                    ),
-                    _ => None,
-                };
-                let (dtype, data) = match values {
-                    Some(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-                    None => (t.dtype(), data.to_vec()),
-                };
-                tensors.push((name, dtype, t.shape().to_vec(), data));
+    let narrow = |d: Dtype| matches!(d, Dtype::F16 | Dtype::BF16 | Dtype::F64);
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(format)?;
+    if !header.tensors().values().any(|t| narrow(t.dtype)) {
+        return Ok(bytes);
+    }
+    let file = SafeTensors::deserialize(&bytes).map_err(format)?;
+    let tensors: Vec<_> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            if !narrow(t.dtype()) {
+                return (name, t.dtype(), t.shape().to_vec(), Cow::Borrowed(t.data()));
             }
-            let views = tensors
-                .iter()
-                .map(|(name, dtype, shape, data)| {
-                    TensorView::new(*dtype, shape.clone(), data).map(|v| (name.clone(), v))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(format)?;
-            Some(safetensors::serialize(views, header.metadata().clone()).map_err(format)?)
+            let mut values = vec![0.0; t.shape().iter().product()];
+            widen_to_f32(t.dtype(), t.data(), &mut values);
+            let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name, Dtype::F32, t.shape().to_vec(), Cow::Owned(data))
+        })
+        .collect();
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            TensorView::new(*dtype, shape.clone(), data).map(|v| (name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(format)?;
+    safetensors::serialize(views, header.metadata().clone()).map_err(format)
+}
+
+/// Writes the values of a safetensors tensor's little-endian F16, BF16 or F64 bytes into `out`
+/// as f32 (as many as both hold). Returns false, leaving `out` as it was, for any other dtype.
+/// Also gc-hf's way of reading Hub checkpoints stored in half precision.
+pub fn widen_to_f32(dtype: Dtype, raw: &[u8], out: &mut [f32]) -> bool {
+    use burn::tensor::{bf16, f16};
+    match dtype {
+        Dtype::F16 => {
+            for (v, b) in out.iter_mut().zip(raw.chunks_exact(2)) {
+                *v = f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
         }
-    };
-    Ok(widened.unwrap_or(bytes))
+        Dtype::BF16 => {
+            for (v, b) in out.iter_mut().zip(raw.chunks_exact(2)) {
+                *v = bf16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        Dtype::F64 => {
+            for (v, b) in out.iter_mut().zip(raw.chunks_exact(8)) {
+                let b = [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
+                *v = f64::from_le_bytes(b) as f32;
+            }
+        }
+        _ => return false,
+    }
+    true
 }
 
 fn load_from_store<M: ModuleSnapshot>(
