@@ -1,5 +1,5 @@
 //! Decodes named JPEGs of a .tar.gz with this project's decoder (the `image` crate) and writes
-//! their 8-bit RGB pixels as `OUT/NAME.WIDTHxHEIGHT.rgb`, for `tests/fixtures/make_tiny_vit.py`:
+//! their 8-bit RGB pixels as `OUT/NAME.WIDTHxHEIGHT.rgb`, for `tests/fixtures/make_tiny_*.py`:
 //! JPEG decoders are not bit-exact (Pillow's libjpeg-turbo and zune-jpeg differ by a level here and
 //! there), and the parity fixture must start from the pixels the Rust test will decode.
 //!

@@ -9,6 +9,8 @@
 //! | file | what |
 //! | --- | --- |
 //! | [`vit`] | `ViTForImageClassification` |
+//! | [`siglip`] | `SiglipForImageClassification` (SigLIP's vision tower, mean-pooled) |
+//! | [`common`] | what the architectures share: sizes, patch tokens, token-wise linear, self-attention |
 //! | [`preprocess`] | `preprocessor_config.json`, and Pillow's resize ported exactly |
 //! | [`weights`] | safetensors -> burn tensors, with shape checks and PyTorch layouts undone |
 //! | [`hub`] | the Hugging Face cache and the download |
@@ -20,8 +22,10 @@
 //! [`SUPPORTED_ARCHITECTURES`].
 
 pub mod activation;
+pub mod common;
 pub mod hub;
 pub mod preprocess;
+pub mod siglip;
 pub mod vit;
 pub mod weights;
 
@@ -35,19 +39,85 @@ use std::path::Path;
 use weights::Checkpoint;
 
 /// The `architectures` values of `config.json` this crate runs.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &[vit::ARCHITECTURE];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &[vit::ARCHITECTURE, siglip::ARCHITECTURE];
+
+/// The `config.json` of one of the supported architectures.
+#[derive(Debug)]
+enum NetworkConfig {
+    Vit(vit::Config),
+    Siglip(siglip::Config),
+}
+
+impl NetworkConfig {
+    /// Reads `config.json` as the config of `architecture`; the error says why it is not one.
+    fn parse(architecture: &str, json: serde_json::Value) -> Result<NetworkConfig, String> {
+        let not_one = |e: serde_json::Error| format!("not a {architecture} config: {e}");
+        match architecture {
+            vit::ARCHITECTURE => serde_json::from_value(json)
+                .map(NetworkConfig::Vit)
+                .map_err(not_one),
+            siglip::ARCHITECTURE => serde_json::from_value(json)
+                .map(NetworkConfig::Siglip)
+                .map_err(not_one),
+            other => Err(format!(
+                "architecture {other} is not supported; supported: {}",
+                SUPPORTED_ARCHITECTURES.join(", ")
+            )),
+        }
+    }
+
+    fn check(&self, path: &str) -> Result<(), ModelError> {
+        match self {
+            NetworkConfig::Vit(c) => c.check(path),
+            NetworkConfig::Siglip(c) => c.check(path),
+        }
+    }
+
+    fn id2label(&self) -> &std::collections::BTreeMap<String, String> {
+        match self {
+            NetworkConfig::Vit(c) => &c.id2label,
+            NetworkConfig::Siglip(c) => &c.id2label,
+        }
+    }
+
+    /// `[channels, height, width]` the network takes.
+    fn input(&self) -> [usize; 3] {
+        let (c, [h, w]) = match self {
+            NetworkConfig::Vit(c) => (c.num_channels, c.image_size.hw()),
+            NetworkConfig::Siglip(c) => (c.vision_config.num_channels, c.image_hw()),
+        };
+        [c, h, w]
+    }
+}
 
 /// A loaded network of one of the supported architectures.
 #[derive(Debug)]
 enum Network {
     Vit(vit::ViTForImageClassification),
+    Siglip(siglip::SiglipForImageClassification),
 }
 
 impl Network {
+    fn load(
+        config: &NetworkConfig,
+        num_labels: usize,
+        ckpt: &mut Checkpoint,
+    ) -> Result<Network, ModelError> {
+        Ok(match config {
+            NetworkConfig::Vit(c) => {
+                Network::Vit(vit::ViTForImageClassification::load(c, num_labels, ckpt)?)
+            }
+            NetworkConfig::Siglip(c) => Network::Siglip(
+                siglip::SiglipForImageClassification::load(c, num_labels, ckpt)?,
+            ),
+        })
+    }
+
     /// `[batch, channels, height, width]` -> `[batch, labels]` logits.
     fn forward(&self, pixels: Tensor<4>) -> Tensor<2> {
         match self {
             Network::Vit(m) => m.forward(pixels),
+            Network::Siglip(m) => m.forward(pixels),
         }
     }
 }
@@ -173,17 +243,15 @@ impl HfClassifier {
 
         // Architecture-specific config, labels and input size; the weights come last, because
         // they are the expensive part and everything else can be refused before reading them.
-        let config: vit::Config = serde_json::from_value(config_json)
-            .map_err(|e| config_format(format!("not a {architecture} config: {e}")))?;
+        let config = NetworkConfig::parse(&architecture, config_json).map_err(config_format)?;
         config.check(&config_shown)?;
-        let class_names = labels_in_order(&config.id2label, &config_shown)?;
+        let class_names = labels_in_order(config.id2label(), &config_shown)?;
         let labels = gc_core::map_labels(&class_names, &config_shown)?;
-        let [h, w] = config.image_size.hw();
-        let input = [config.num_channels, h, w];
-        if config.num_channels != 3 {
+        let input = config.input();
+        let [channels, h, w] = input;
+        if channels != 3 {
             return Err(config_format(format!(
-                "num_channels {}: only RGB (3) models are supported",
-                config.num_channels
+                "num_channels {channels}: only RGB (3) models are supported"
             )));
         }
         if let Some(out) = preprocessor.fixed_output()
@@ -200,11 +268,7 @@ impl HfClassifier {
 
         let device = Device::flex();
         let mut ckpt = Checkpoint::open_dir(dir, &device)?;
-        let network = Network::Vit(vit::ViTForImageClassification::load(
-            &config,
-            labels.len(),
-            &mut ckpt,
-        )?);
+        let network = Network::load(&config, labels.len(), &mut ckpt)?;
         let unused = ckpt.unused();
         if !unused.is_empty() {
             // transformers warns and goes on in this case (e.g. a pooler saved with the model).

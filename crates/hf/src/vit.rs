@@ -18,13 +18,13 @@
 //! unused tensors).
 
 use crate::activation::Activation;
+pub use crate::common::Size2;
+use crate::common::{patch_tokens, self_attention, token_linear};
 use crate::weights::Checkpoint;
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
-use burn::nn::{LayerNorm, Linear, PaddingConfig2d};
+use burn::nn::{LayerNorm, Linear};
 use burn::tensor::Tensor;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use gc_core::ModelError;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -59,24 +59,6 @@ pub struct Config {
     /// Class index (as a string key, as JSON has it) -> the model's own class name.
     #[serde(default)]
     pub id2label: BTreeMap<String, String>,
-}
-
-/// An image or patch size: transformers accepts an int (square) or `[height, width]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum Size2 {
-    Square(usize),
-    HeightWidth([usize; 2]),
-}
-
-impl Size2 {
-    /// `[height, width]`.
-    pub fn hw(self) -> [usize; 2] {
-        match self {
-            Size2::Square(s) => [s, s],
-            Size2::HeightWidth(hw) => hw,
-        }
-    }
 }
 
 mod defaults {
@@ -191,11 +173,7 @@ pub struct ViTPatchEmbeddings {
 impl ViTPatchEmbeddings {
     /// `[batch, channels, height, width]` -> `[batch, patches, hidden]`.
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
-        // [batch, hidden, grid_h, grid_w]
-        let x = self.projection.forward(pixels);
-        let [b, d, gh, gw] = x.dims();
-        // [batch, hidden, patches] -> [batch, patches, hidden]
-        x.reshape([b, d, gh * gw]).swap_dims(1, 2)
+        patch_tokens(&self.projection, pixels)
     }
 }
 
@@ -222,26 +200,10 @@ impl ViTEmbeddings {
     }
 }
 
-/// A [`Linear`] applied to every token of `[batch, tokens, d_in]`, as one `[batch * tokens, d_in]`
-/// matmul.
-///
-/// Why not `Linear::forward` on the rank-3 tensor: the checkpoint's weights are PyTorch's
-/// `[out, in]`, which burn holds as a transposed view (`weights.rs`); flex's 2-D matmul reads that
-/// view in place, but for a batch of one image burn's linear takes flex's batched path, which first
-/// copies the whole weight into a contiguous buffer, on every call (a fifth of the time to classify
-/// one image with ViT-B/16, measured with `perf`).
-fn token_linear(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let [b, t, d] = x.dims();
-    let y = linear.forward(x.reshape([b * t, d]));
-    let d_out = y.dims()[1];
-    y.reshape([b, t, d_out])
-}
-
 /// `ViTSelfAttention`: multi-head scaled dot-product attention over all tokens.
 ///
 /// Upstream's three projections `query`, `key`, `value` are one [`Linear`] here, `hidden ->
-/// 3 * hidden` (built from the three checkpoint tensors): one wide matmul runs about 1.4x faster
-/// on flex than three narrow ones, and the attention is a fifth of the network's time.
+/// 3 * hidden` (built from the three checkpoint tensors; why: [`self_attention`]).
 #[derive(Module, Debug)]
 pub struct ViTSelfAttention {
     pub query_key_value: Linear,
@@ -251,28 +213,7 @@ pub struct ViTSelfAttention {
 impl ViTSelfAttention {
     /// `[batch, tokens, hidden]` -> `[batch, tokens, hidden]` (heads concatenated).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, t, d] = x.dims();
-        let heads = self.num_heads;
-        // [batch, tokens, 3 * hidden]
-        let qkv = token_linear(&self.query_key_value, x);
-        // The i-th third, [batch, tokens, hidden] -> [batch, heads, tokens, head_dim]
-        let split = |i: usize| {
-            qkv.clone()
-                .narrow(2, i * d, d)
-                .reshape([b, t, heads, d / heads])
-                .swap_dims(1, 2)
-        };
-        // softmax(q k^T / sqrt(head_dim)) v: [batch, heads, tokens, head_dim]
-        let context = attention(
-            split(0),
-            split(1),
-            split(2),
-            None,
-            None,
-            AttentionModuleOptions::default(),
-        );
-        // [batch, tokens, heads, head_dim] -> [batch, tokens, hidden]
-        context.swap_dims(1, 2).reshape([b, t, d])
+        self_attention(&self.query_key_value, self.num_heads, x)
     }
 }
 
@@ -415,20 +356,7 @@ impl ViTForImageClassification {
                 reason,
             })?;
 
-        let projection = Conv2d {
-            weight: Param::from_tensor(ckpt.tensor(
-                &format!("{}.weight", names::PATCH_PROJECTION),
-                [d, c, ph, pw],
-            )?),
-            bias: Some(Param::from_tensor(
-                ckpt.tensor(&format!("{}.bias", names::PATCH_PROJECTION), [d])?,
-            )),
-            stride: [ph, pw],
-            kernel_size: [ph, pw],
-            dilation: [1, 1],
-            groups: 1,
-            padding: PaddingConfig2d::Valid,
-        };
+        let projection = ckpt.patch_conv(names::PATCH_PROJECTION, c, d, [ph, pw])?;
         let embeddings = ViTEmbeddings {
             cls_token: Param::from_tensor(ckpt.tensor(names::CLS_TOKEN, [1, 1, d])?),
             position_embeddings: Param::from_tensor(

@@ -10,7 +10,8 @@
 //! [`Linear`] takes `[in, out]`, so [`Checkpoint::linear`] hands burn a transposed view of it.
 
 use burn::module::Param;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::conv::Conv2d;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
 use gc_core::ModelError;
 use safetensors::Dtype;
@@ -219,7 +220,7 @@ impl Checkpoint {
         // burn's linear computes `x @ weight` with weight `[d_in, d_out]`: the transpose is a
         // strided view, not a copy (burn's `LinearLayout::Col`); flex's 2-D matmul reads it in
         // place, and is no slower for it (the architectures keep their inputs 2-D for that:
-        // `vit::token_linear`).
+        // `common::token_linear`).
         let weight =
             Tensor::<2>::from_data(TensorData::new(w, [n * d_out, d_in]), &self.device).transpose();
         let bias = bias.then(|| {
@@ -248,6 +249,47 @@ impl Checkpoint {
             self.tensor(&format!("{prefix}.bias"), [d])?,
         ));
         Ok(norm)
+    }
+
+    /// The patch embedding of a vision transformer: a PyTorch `nn.Conv2d` with kernel = stride =
+    /// `patch` and no padding, `{prefix}.weight` `[d_out, channels, patch_h, patch_w]` and
+    /// `{prefix}.bias` `[d_out]`, as a burn [`Conv2d`] (same weight layout).
+    pub fn patch_conv(
+        &mut self,
+        prefix: &str,
+        channels: usize,
+        d_out: usize,
+        patch: [usize; 2],
+    ) -> Result<Conv2d, ModelError> {
+        let [ph, pw] = patch;
+        Ok(Conv2d {
+            weight: Param::from_tensor(
+                self.tensor(&format!("{prefix}.weight"), [d_out, channels, ph, pw])?,
+            ),
+            bias: Some(Param::from_tensor(
+                self.tensor(&format!("{prefix}.bias"), [d_out])?,
+            )),
+            stride: patch,
+            kernel_size: patch,
+            dilation: [1, 1],
+            groups: 1,
+            padding: PaddingConfig2d::Valid,
+        })
+    }
+
+    /// Counts the tensors whose names start with `prefix` as taken without reading them, and
+    /// returns how many there were: for parts of a checkpoint that upstream computes but whose
+    /// output never reaches the logits, which [`Checkpoint::unused`] should not report.
+    pub fn skip_prefix(&mut self, prefix: &str) -> usize {
+        let names: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect();
+        let n = names.len();
+        self.taken.extend(names);
+        n
     }
 
     /// Names of the tensors no call has taken, sorted.

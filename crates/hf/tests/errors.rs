@@ -6,45 +6,8 @@ mod common;
 use common::*;
 use gc_core::{ModelError, RgbView};
 use gc_hf::HfClassifier;
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use std::path::Path;
-
-type Owned = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
-
-/// Rewrites `model.safetensors` of `dir` after `edit` has changed its tensors.
-fn rewrite_weights(dir: &Path, edit: impl FnOnce(&mut Owned)) {
-    let path = dir.join("model.safetensors");
-    let bytes = std::fs::read(&path).expect("read weights");
-    let st = SafeTensors::deserialize(&bytes).expect("parse weights");
-    let mut owned: Owned = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
-        .collect();
-    edit(&mut owned);
-    let views: Vec<(String, TensorView<'_>)> = owned
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("view")))
-        .collect();
-    let out = safetensors::serialize(views, None).expect("serialize");
-    std::fs::write(&path, out).expect("write weights");
-}
-
-fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let path = dir.join("config.json");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
-    edit(&mut v);
-    std::fs::write(&path, serde_json::to_string_pretty(&v).expect("json")).expect("write");
-}
-
-fn load_err(dir: &Path) -> String {
-    match HfClassifier::from_dir(dir) {
-        Ok(_) => panic!("{} loaded but should not", dir.display()),
-        Err(e) => e.to_string(),
-    }
-}
 
 #[test]
 fn missing_files_are_named() {
@@ -271,4 +234,88 @@ fn wrong_input_shapes_are_input_errors() {
         .logits(&[0.0; 10], [1, 3, 32, 32])
         .expect_err("short buffer");
     assert!(matches!(e, ModelError::Input(_)), "{e}");
+}
+
+#[test]
+fn siglip_unsupported_settings_are_named() {
+    for (key, value, says) in [
+        (
+            "hidden_act",
+            serde_json::json!("mish"),
+            "vision_config.hidden_act \"mish\" is not supported",
+        ),
+        (
+            "num_attention_heads",
+            serde_json::json!(5),
+            "vision_config.num_attention_heads 5",
+        ),
+        (
+            "image_size",
+            serde_json::json!(3),
+            "vision_config.image_size 3x3 is smaller than one 4x4 patch",
+        ),
+        (
+            "patch_size",
+            serde_json::json!(0),
+            "patch_size must be positive",
+        ),
+    ] {
+        let dir = copy_model("tiny-siglip-female-male");
+        edit_config(dir.path(), |c| c["vision_config"][key] = value.clone());
+        let e = load_err(dir.path());
+        assert!(e.contains(says), "{key}: {e}");
+        assert!(e.contains("config.json"), "{e}");
+    }
+    let dir = copy_model("tiny-siglip-female-male");
+    edit_config(dir.path(), |c| {
+        c["vision_config"] = serde_json::json!("base")
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("config.json") && e.contains("not a SiglipForImageClassification config"),
+        "{e}"
+    );
+}
+
+#[test]
+fn siglip_missing_or_misshapen_tensor_is_named() {
+    for name in [
+        "vision_model.post_layernorm.bias",
+        "vision_model.encoder.layers.1.self_attn.k_proj.weight",
+        "vision_model.embeddings.position_embedding.weight",
+    ] {
+        let dir = copy_model("tiny-siglip-female-male");
+        rewrite_weights(dir.path(), |t| t.retain(|(n, ..)| n != name));
+        let e = load_err(dir.path());
+        assert!(e.contains(&format!("missing tensor {name}")), "{e}");
+        assert!(e.contains("model.safetensors"), "{e}");
+    }
+    // A config that disagrees with the weights: 8 px patches make 4 positions, the file has 16.
+    let dir = copy_model("tiny-siglip-female-male");
+    edit_config(dir.path(), |c| {
+        c["vision_config"]["patch_size"] = serde_json::json!(8)
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("vision_model.embeddings.position_embedding.weight")
+            && e.contains("[16, 32]")
+            && e.contains("[4, 32]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn siglip_head_tensors_are_not_needed() {
+    // transformers runs the attention-pooling head but the logits never read it.
+    let dir = copy_model("tiny-siglip-female-male");
+    rewrite_weights(dir.path(), |t| {
+        t.retain(|(n, ..)| !n.starts_with("vision_model.head."))
+    });
+    let full = HfClassifier::from_dir(model_dir("tiny-siglip-female-male")).expect("load");
+    let headless = HfClassifier::from_dir(dir.path()).expect("loads without the head");
+    let px = synthetic(16, 16, 3);
+    let view = [RgbView::new(16, 16, &px).expect("view")];
+    let a = gc_core::Classifier::classify(&full, &view).expect("classify");
+    let b = gc_core::Classifier::classify(&headless, &view).expect("classify");
+    assert_eq!(a, b);
 }

@@ -1,6 +1,7 @@
 //! Parity with the reference implementation, Hugging Face transformers, on the tiny fixture models
-//! (`fixtures/make_tiny_vit.py`): the network's logits on real faces, the preprocessing (Pillow's
-//! resize, rescale, normalise), and the whole pipeline's probabilities.
+//! of every architecture (`fixtures/make_tiny_vit.py`, `fixtures/make_tiny_siglip.py`): the
+//! network's logits on real faces, the preprocessing (Pillow's resize, rescale, normalise), and the
+//! whole pipeline's probabilities.
 
 mod common;
 
@@ -13,52 +14,19 @@ use sha2::{Digest, Sha256};
 /// The network's tolerance: float32 on both sides, different summation orders.
 const LOGIT_TOLERANCE: f32 = 1e-4;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[test]
 fn logits_match_transformers_on_real_faces() {
-    let expected = expected();
-    let names: Vec<String> = expected["faces"]
-        .as_array()
-        .expect("faces")
-        .iter()
-        .map(|n| n.as_str().expect("name").to_string())
-        .collect();
-    let faces = read_archive(&archive("utkface-aligned-64px.tar.gz"), &names);
-    let decoded: Vec<(usize, usize, Vec<u8>)> = faces.iter().map(|(_, b)| decode_rgb(b)).collect();
-    // The same pixels as Pillow decoded, or a logit difference would not be the network's.
-    for ((name, _), (_, _, px)) in faces.iter().zip(&decoded) {
-        let want = expected["decoded_sha256"][name].as_str().expect("sha");
-        assert_eq!(
-            hex(&Sha256::digest(px)),
-            want,
-            "{name}: decoded pixels differ from those the fixture was made from (did the `image` crate's JPEG decoder change?): rerun tests/fixtures/make_tiny_vit.py"
-        );
-    }
-
-    let mut worst = 0f32;
-    for model in MODELS {
+    let faces = parity_faces();
+    for (model, expected) in fixture_models() {
+        let mut worst = 0f32;
         let clf = HfClassifier::from_dir(model_dir(model)).expect("load fixture");
         let [c, h, w] = clf.input_shape();
-        let pre = clf.preprocessor();
-        let mut pixels = Vec::new();
-        for (fw, fh, px) in &decoded {
-            let small = nearest(*fw, *fh, px, w, h);
-            let mut chw = vec![0f32; c * h * w];
-            for (i, p) in small.chunks_exact(3).enumerate() {
-                for ch in 0..3 {
-                    chw[ch * h * w + i] = pre.value(p[ch], ch);
-                }
-            }
-            pixels.extend(chw);
-        }
+        let pixels = parity_input(&clf, &faces);
         let logits = clf
-            .logits(&pixels, [names.len(), c, h, w])
+            .logits(&pixels, [faces.len(), c, h, w])
             .expect("forward");
-        for (name, row) in names.iter().zip(&logits) {
-            let want = floats(&expected["models"][model]["parity_logits"][name]);
+        for ((name, ..), row) in faces.iter().zip(&logits) {
+            let want = floats(&expected["parity_logits"][name]);
             assert_eq!(row.len(), want.len());
             for (a, b) in row.iter().zip(&want) {
                 let d = (a - b).abs();
@@ -69,15 +37,19 @@ fn logits_match_transformers_on_real_faces() {
                 );
             }
         }
+        println!("{model}: worst logit difference vs transformers {worst:e}");
     }
-    println!("worst logit difference vs transformers: {worst:e}");
 }
 
 #[test]
 fn resize_matches_pillow_exactly() {
-    let expected = expected();
-    let cases = expected["resize"].as_array().expect("resize cases");
-    assert!(!cases.is_empty());
+    // expected-siglip.json adds the sizes that Pillow resizes vertically first.
+    let (vit, siglip) = (expected(), expected_siglip());
+    let cases: Vec<&serde_json::Value> = [&vit, &siglip]
+        .iter()
+        .flat_map(|e| e["resize"].as_array().expect("resize cases"))
+        .collect();
+    assert!(cases.len() > 24, "{} resize cases", cases.len());
     for case in cases {
         let n = |k: &str| case[k].as_u64().expect(k) as usize;
         let (w, h, seed) = (n("width"), n("height"), n("seed"));
@@ -102,10 +74,9 @@ fn resize_matches_pillow_exactly() {
 
 #[test]
 fn preprocessing_matches_the_image_processor() {
-    let expected = expected();
-    for model in MODELS {
+    for (model, expected) in fixture_models() {
         let clf = HfClassifier::from_dir(model_dir(model)).expect("load fixture");
-        let case = &expected["models"][model]["processor"];
+        let case = &expected["processor"];
         let n = |k: &str| case[k].as_u64().expect(k) as usize;
         let (w, h) = (n("width"), n("height"));
         let px = synthetic(w, h, n("seed"));
@@ -125,12 +96,9 @@ fn preprocessing_matches_the_image_processor() {
 
 #[test]
 fn probabilities_match_the_pipeline() {
-    let expected = expected();
-    for model in MODELS {
+    for (model, expected) in fixture_models() {
         let clf = HfClassifier::from_dir(model_dir(model)).expect("load fixture");
-        let cases = expected["models"][model]["pipeline"]
-            .as_array()
-            .expect("pipeline cases");
+        let cases = expected["pipeline"].as_array().expect("pipeline cases");
         let images: Vec<Vec<u8>> = cases
             .iter()
             .map(|c| {
@@ -210,4 +178,40 @@ fn batch_size_does_not_change_results() {
             assert!((p - q).abs() < 1e-6);
         }
     }
+}
+
+#[test]
+fn siglip_fixtures_read_as_saved() {
+    let hub = HfClassifier::from_dir(model_dir("tiny-siglip-hub-labels")).expect("load");
+    assert_eq!(hub.architecture(), "SiglipForImageClassification");
+    let names: Vec<(&str, Gender)> = hub
+        .labels()
+        .iter()
+        .map(|l| (l.name.as_str(), l.gender))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("Female ♀", Gender::Female), ("Male ♂", Gender::Male)]
+    );
+    // 23 px of 5 px patches: the input keeps its size, the conv drops the last 3 pixels.
+    assert_eq!(hub.input_shape(), [3, 23, 23]);
+    assert_eq!(hub.preprocessor().resample, Resample::Bilinear);
+    let fm = HfClassifier::from_dir(model_dir("tiny-siglip-female-male")).expect("load");
+    assert_eq!(fm.input_shape(), [3, 16, 16]);
+    assert_eq!(fm.preprocessor().resample, Resample::Bicubic);
+    assert_eq!(fm.preprocessor().crop, None);
+}
+
+#[test]
+fn siglip_head_is_skipped_and_nothing_else_is_left() {
+    use gc_hf::siglip::{Config, SiglipForImageClassification};
+    use gc_hf::weights::Checkpoint;
+    let dir = model_dir("tiny-siglip-female-male");
+    let text = std::fs::read_to_string(dir.join("config.json")).expect("config");
+    let config: Config = serde_json::from_str(&text).expect("siglip config");
+    assert!(config.vision_config.vision_use_head);
+    let mut ckpt = Checkpoint::open_dir(&dir, &burn::tensor::Device::flex()).expect("open");
+    assert!(ckpt.contains("vision_model.head.probe"));
+    SiglipForImageClassification::load(&config, 2, &mut ckpt).expect("load");
+    assert_eq!(ckpt.unused(), Vec::<String>::new());
 }

@@ -1,11 +1,15 @@
 //! Helpers shared by gc-hf's integration tests: the committed fixtures (tiny models written by
-//! `fixtures/make_tiny_vit.py` and what transformers computed with them), the synthetic images both
-//! sides generate, and UTKFace faces read from the shared archive at test time (never copied into
-//! the repository).
+//! `fixtures/make_tiny_vit.py` and `fixtures/make_tiny_siglip.py`, and what transformers computed
+//! with them), the synthetic images both sides generate, UTKFace faces read from the shared archive
+//! at test time (never copied into the repository), and copies of a fixture model to break.
 
 #![allow(dead_code)]
 
 use flate2::read::GzDecoder;
+use gc_hf::HfClassifier;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -20,10 +24,84 @@ pub fn model_dir(name: &str) -> PathBuf {
 
 pub const MODELS: [&str; 2] = ["tiny-vit-female-male", "tiny-vit-man-woman"];
 
+/// The SigLIP fixtures, whose expected values are in `fixtures/expected-siglip.json`.
+pub const SIGLIP_MODELS: [&str; 2] = ["tiny-siglip-female-male", "tiny-siglip-hub-labels"];
+
+fn read_json(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(fixtures().join(name)).expect(name);
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
 /// `fixtures/expected.json`.
 pub fn expected() -> serde_json::Value {
-    let text = std::fs::read_to_string(fixtures().join("expected.json")).expect("expected.json");
-    serde_json::from_str(&text).expect("expected.json is JSON")
+    read_json("expected.json")
+}
+
+/// `fixtures/expected-siglip.json`.
+pub fn expected_siglip() -> serde_json::Value {
+    read_json("expected-siglip.json")
+}
+
+/// Every fixture model with what transformers computed for it (its entry under `models` of
+/// `expected.json` or `expected-siglip.json`).
+pub fn fixture_models() -> Vec<(&'static str, serde_json::Value)> {
+    let (vit, siglip) = (expected(), expected_siglip());
+    let entry = |e: &serde_json::Value, m: &str| e["models"][m].clone();
+    MODELS
+        .iter()
+        .map(|&m| (m, entry(&vit, m)))
+        .chain(SIGLIP_MODELS.iter().map(|&m| (m, entry(&siglip, m))))
+        .collect()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The parity faces (`expected.json`'s `faces`), read from the UTKFace archive and decoded, each
+/// checked to be the pixels the fixtures were made from: (name, width, height, RGB pixels).
+pub fn parity_faces() -> Vec<(String, usize, usize, Vec<u8>)> {
+    let expected = expected();
+    let names: Vec<String> = expected["faces"]
+        .as_array()
+        .expect("faces")
+        .iter()
+        .map(|n| n.as_str().expect("name").to_string())
+        .collect();
+    let faces = read_archive(&archive("utkface-aligned-64px.tar.gz"), &names);
+    faces
+        .into_iter()
+        .map(|(name, bytes)| {
+            let (w, h, px) = decode_rgb(&bytes);
+            // The same pixels as the generator had, or a logit difference would not be the network's.
+            let want = expected["decoded_sha256"][&name].as_str().expect("sha");
+            assert_eq!(
+                hex(&Sha256::digest(&px)),
+                want,
+                "{name}: decoded pixels differ from those the fixture was made from (did the `image` crate's JPEG decoder change?): rerun tests/fixtures/make_tiny_vit.py"
+            );
+            (name, w, h, px)
+        })
+        .collect()
+}
+
+/// The network input of the parity test for `clf`: each face resized by [`nearest`], rescaled and
+/// normalised by the model's preprocessor, as `[faces, channels, height, width]`.
+pub fn parity_input(clf: &HfClassifier, faces: &[(String, usize, usize, Vec<u8>)]) -> Vec<f32> {
+    let [c, h, w] = clf.input_shape();
+    let pre = clf.preprocessor();
+    let mut pixels = Vec::with_capacity(faces.len() * c * h * w);
+    for (_, fw, fh, px) in faces {
+        let small = nearest(*fw, *fh, px, w, h);
+        let mut chw = vec![0f32; c * h * w];
+        for (i, p) in small.chunks_exact(3).enumerate() {
+            for ch in 0..3 {
+                chw[ch * h * w + i] = pre.value(p[ch], ch);
+            }
+        }
+        pixels.extend(chw);
+    }
+    pixels
 }
 
 pub fn floats(v: &serde_json::Value) -> Vec<f32> {
@@ -148,4 +226,42 @@ pub fn copy_model(name: &str) -> tempfile::TempDir {
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy fixture");
     }
     dir
+}
+
+type Owned = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
+
+/// Rewrites `model.safetensors` of `dir` after `edit` has changed its tensors.
+pub fn rewrite_weights(dir: &Path, edit: impl FnOnce(&mut Owned)) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).expect("read weights");
+    let st = SafeTensors::deserialize(&bytes).expect("parse weights");
+    let mut owned: Owned = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut owned);
+    let views: Vec<(String, TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("view")))
+        .collect();
+    let out = safetensors::serialize(views, None).expect("serialize");
+    std::fs::write(&path, out).expect("write weights");
+}
+
+/// Rewrites `config.json` of `dir` after `edit` has changed it.
+pub fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    edit(&mut v);
+    std::fs::write(&path, serde_json::to_string_pretty(&v).expect("json")).expect("write");
+}
+
+/// The message of the error that loading `dir` must give.
+pub fn load_err(dir: &Path) -> String {
+    match HfClassifier::from_dir(dir) {
+        Ok(_) => panic!("{} loaded but should not", dir.display()),
+        Err(e) => e.to_string(),
+    }
 }
