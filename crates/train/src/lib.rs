@@ -2,7 +2,8 @@
 //!
 //! - [`train`] runs a hand-written training loop (AdamW, cross-entropy, a burn learning-rate
 //!   scheduler stepped per batch, validation after every epoch, early stopping, checkpoints and
-//!   resume) over the batches of [`gc_pipeline`], on burn's pure-Rust CPU backend `flex`.
+//!   resume) over the batches of [`gc_pipeline`], on burn's pure-Rust CPU backend `flex` or, built with the
+//!   `gpu` feature, on a GPU through burn's `wgpu` backend ([`device`]).
 //! - [`model_dir`] is the directory it writes: `model.safetensors`, `model.json`, `history.csv`,
 //!   `checkpoint.bin`, each written atomically.
 //! - [`load_model`] reads such a directory back as a [`gc_core::Classifier`].
@@ -21,6 +22,7 @@
 pub mod batcher;
 pub mod classifier;
 pub mod config;
+pub mod device;
 pub mod model_dir;
 pub mod progress;
 mod trainer;
@@ -28,6 +30,7 @@ mod trainer;
 pub use batcher::batch_to_tensors;
 pub use classifier::{BurnClassifier, load_model, load_model_bytes};
 pub use config::{Arch, Balance, ModelSpec, Schedule, TrainConfig};
+pub use device::TrainDevice;
 pub use model_dir::{DataInfo, ModelDir, ModelInfo, StopReason, read_info};
 pub use progress::{BatchStats, EpochMetrics, NoProgress, Phase, TrainProgress};
 pub use trainer::{RunOptions, TrainData, TrainReport, train};

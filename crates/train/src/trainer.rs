@@ -8,7 +8,7 @@ use crate::model_dir::{
     write_history, write_info,
 };
 use crate::progress::{BatchStats, EpochMetrics, Phase, TrainProgress};
-use crate::{TrainError, batch_to_tensors};
+use crate::{TrainDevice, TrainError, batch_to_tensors};
 use burn::lr_scheduler::LrSchedulerRecord;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
@@ -104,6 +104,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// Where decoded training and validation images are kept between epochs.
     pub cache: Cache,
+    /// CPU, or a GPU where built with the `gpu` feature. The same seed gives the same weights
+    /// on one device, not across devices (their kernels sum in other orders).
+    pub device: TrainDevice,
 }
 
 impl Default for RunOptions {
@@ -113,6 +116,7 @@ impl Default for RunOptions {
             workers: 0,
             resume: false,
             cache: Cache::Memory,
+            device: TrainDevice::Cpu,
         }
     }
 }
@@ -140,6 +144,8 @@ pub fn train(
     progress: &dyn TrainProgress,
 ) -> Result<TrainReport, TrainError> {
     config.validate()?;
+    // Before anything is written: a build without the GPU, or a machine without one, fails here.
+    let device = options.device.burn_device()?;
     let files = ModelDir::new(out);
     let checkpoint = if options.resume {
         let path = files.checkpoint();
@@ -211,7 +217,7 @@ pub fn train(
         .build()
         .map_err(|e| TrainError::Config(format!("cannot start {threads} threads: {e}")))?;
     pool.install(|| {
-        let device = gc_models::cpu_device().autodiff();
+        let device = device.autodiff();
         // Initial weights come from the seed (or from the checkpoint when resuming).
         device.seed(config.seed);
         match &config.model {

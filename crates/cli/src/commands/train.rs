@@ -4,23 +4,14 @@
 //! whole (every file is written atomically); `--resume` continues from it.
 
 use crate::Status;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use gc_train::{
     Arch, Balance, BatchStats, EpochMetrics, Phase, RunOptions, Schedule, StopReason, TrainConfig,
-    TrainData, TrainProgress,
+    TrainData, TrainDevice, TrainProgress,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::sync::Mutex;
-
-/// Where the tensors are computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TrainDevice {
-    /// burn's pure-Rust CPU backend (flex).
-    Cpu,
-    /// Not in this build: burn's wgpu backend is not compiled in (see docs/BENCHMARKS.md).
-    Gpu,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -66,7 +57,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 
-    #[arg(long, value_enum, default_value_t = TrainDevice::Cpu)]
+    /// cpu, or gpu: the best GPU found through burn's wgpu backend (Vulkan, Metal, DX12), in a
+    /// build with the `gpu` feature (see the README); CUBECL_WGPU_DEFAULT_DEVICE picks another.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: TrainDevice,
 
     /// Threads for computing and for decoding images; 0 means one per core. Results depend on
@@ -96,6 +89,10 @@ fn parse_balance(s: &str) -> Result<Balance, String> {
     s.parse().map_err(|e: gc_train::TrainError| e.to_string())
 }
 
+fn parse_device(s: &str) -> Result<TrainDevice, String> {
+    s.parse().map_err(|e: gc_train::TrainError| e.to_string())
+}
+
 fn parse_arch(s: &str) -> Result<Arch, String> {
     s.parse()
 }
@@ -105,12 +102,6 @@ fn parse_schedule(s: &str) -> Result<Schedule, String> {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
-    if args.device == TrainDevice::Gpu {
-        bail!(
-            "this build trains on the CPU only: burn's GPU backend (wgpu) is not compiled in; \
-             use --device cpu"
-        );
-    }
     if args.arch == Arch::EfficientNetLite0 && args.init.is_none() && !args.resume {
         eprintln!(
             "warning: training efficientnet-lite0 from random weights; pass --init with the \
@@ -135,19 +126,21 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
     let data = TrainData::from_dir(&args.data)
         .with_context(|| format!("reading the dataset {}", args.data.display()))?;
     eprintln!(
-        "training {} on {} + {} images ({}x{}), {} epochs, into {}",
+        "training {} on {} + {} images ({}x{}), {} epochs, on the {}, into {}",
         args.arch,
         data.info.train_images,
         data.info.val_images,
         args.image_size,
         args.image_size,
         args.epochs,
+        args.device.to_string().to_uppercase(),
         args.out.display()
     );
     let options = RunOptions {
         threads: args.workers,
         workers: args.workers,
         resume: args.resume,
+        device: args.device,
         ..RunOptions::default()
     };
     let bars = Bars::new();
