@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """The transformers side of gc-hf's benchmark (benches/vit_vs_transformers.rs runs it).
 
-    pipeline_bench.py make-model OUT       a randomly initialised ViT-B/16 (ViTConfig() defaults,
-                                           224 px, patch 16) with id2label female/male and a default
-                                           ViTImageProcessor, saved in the Hub's format. Random: no
-                                           download. Never commit it (330 MB).
+    pipeline_bench.py make-model OUT [vit|siglip]
+                                           a randomly initialised ViT-B/16 (ViTConfig() defaults,
+                                           224 px, patch 16) or SigLIP-B/16 vision tower
+                                           (SiglipVisionConfig() defaults, 224 px, patch 16) with
+                                           id2label female/male and a default image processor, saved
+                                           in the Hub's format. Random: no download. Never commit it
+                                           (330 MB).
     pipeline_bench.py cold MODEL IMAGE     import transformers, build the image-classification
                                            pipeline, classify one image, print the result: the
                                            caller times this process from start to exit.
@@ -18,32 +21,54 @@ import sys
 import time
 
 
-def make_model(out: str) -> None:
+def processor_class(arch: str):
+    """The Pillow image processor of `arch` (transformers 5 names it apart; its default needs torchvision)."""
+    if arch == "siglip":
+        try:
+            from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil as Proc
+        except ImportError:
+            from transformers import SiglipImageProcessor as Proc
+    else:
+        try:
+            from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil as Proc
+        except ImportError:
+            from transformers import ViTImageProcessor as Proc
+    return Proc
+
+
+def make_model(out: str, arch: str = "vit") -> None:
     import torch
-    from transformers import ViTConfig, ViTForImageClassification
 
-    try:
-        from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil as Proc
-    except ImportError:
-        from transformers import ViTImageProcessor as Proc
-
+    labels = {"id2label": {0: "female", 1: "male"}, "label2id": {"female": 0, "male": 1}}
     torch.manual_seed(0)
-    config = ViTConfig(id2label={0: "female", 1: "male"}, label2id={"female": 0, "male": 1})
-    config.architectures = ["ViTForImageClassification"]
-    ViTForImageClassification(config).eval().save_pretrained(out)
-    Proc().save_pretrained(out)
+    if arch == "siglip":
+        from transformers import SiglipConfig, SiglipForImageClassification
+
+        config = SiglipConfig(**labels)
+        config.architectures = ["SiglipForImageClassification"]
+        model = SiglipForImageClassification(config)
+    elif arch == "vit":
+        from transformers import ViTConfig, ViTForImageClassification
+
+        config = ViTConfig(**labels)
+        config.architectures = ["ViTForImageClassification"]
+        model = ViTForImageClassification(config)
+    else:
+        sys.exit(f"unknown architecture {arch!r}; expected vit or siglip")
+    model.eval().save_pretrained(out)
+    processor_class(arch)().save_pretrained(out)
     print(f"wrote {out}")
 
 
 def pipe(model: str):
+    import json
+    from pathlib import Path
+
     from transformers import pipeline
 
-    try:
-        from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil as Proc
-
-        return pipeline("image-classification", model=model, image_processor=Proc.from_pretrained(model), device=-1)
-    except ImportError:
-        return pipeline("image-classification", model=model, device=-1)
+    architecture = json.loads((Path(model) / "config.json").read_text())["architectures"][0]
+    proc = processor_class("siglip" if architecture.startswith("Siglip") else "vit")
+    return pipeline("image-classification", model=model, image_processor=proc.from_pretrained(model), device=-1)
 
 
 def cold(model: str, image: str) -> None:

@@ -1,13 +1,14 @@
-//! Benchmark: gc-hf's ViT (burn, flex backend) against transformers' `image-classification`
-//! pipeline (PyTorch), the same model files, in the same run.
+//! Benchmark: gc-hf's ViT or SigLIP (burn, flex backend) against transformers'
+//! `image-classification` pipeline (PyTorch), the same model files, in the same run.
 //!
 //! ```text
-//! cargo bench --release -p gc-hf --bench vit_vs_transformers -- [--model DIR] [--images N] [--batch B]
-//!     [--python PATH] [--runs R] [--skip-python]
+//! cargo bench --release --workspace --bench vit_vs_transformers -- [--arch vit|siglip] [--model DIR]
+//!     [--images N] [--batch B] [--python PATH] [--runs R] [--skip-python]
 //! ```
 //!
-//! - model: a Hub-format directory; default `/tmp/gc-hf-bench/vit-b16`, created when missing by
-//!   `benches/pipeline_bench.py make-model` (a randomly initialised ViT-B/16, no download);
+//! - model: a Hub-format directory; default `/tmp/gc-hf-bench/vit-b16` (`--arch siglip`:
+//!   `/tmp/gc-hf-bench/siglip-b16`), created when missing by `benches/pipeline_bench.py make-model`
+//!   (a randomly initialised ViT-B/16 or SigLIP-B/16 vision tower, 224 px, no download);
 //! - cold start: wall time from process start to the printed result for one image, ours (this
 //!   binary re-run as `--cold-child`) and Python's (`pipeline_bench.py cold`), median of R runs
 //!   after one unmeasured run (so both read the model from the page cache);
@@ -24,7 +25,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 struct Args {
-    model: PathBuf,
+    arch: String,
+    model: Option<PathBuf>,
     images: usize,
     batch: usize,
     python: PathBuf,
@@ -34,7 +36,8 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        model: PathBuf::from("/tmp/gc-hf-bench/vit-b16"),
+        arch: "vit".into(),
+        model: None,
         images: 200,
         batch: 8,
         python: PathBuf::from("/work/venvs/peers/bin/python"),
@@ -45,7 +48,8 @@ fn parse_args() -> Result<Args, String> {
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
-            "--model" => args.model = value("--model")?.into(),
+            "--arch" => args.arch = value("--arch")?,
+            "--model" => args.model = Some(value("--model")?.into()),
             "--images" => args.images = value("--images")?.parse().map_err(|e| format!("{e}"))?,
             "--batch" => args.batch = value("--batch")?.parse().map_err(|e| format!("{e}"))?,
             "--python" => args.python = value("--python")?.into(),
@@ -54,6 +58,9 @@ fn parse_args() -> Result<Args, String> {
             // cargo bench passes --bench; ignore it and anything else cargo adds.
             _ => {}
         }
+    }
+    if !["vit", "siglip"].contains(&args.arch.as_str()) {
+        return Err(format!("--arch {}: expected vit or siglip", args.arch));
     }
     Ok(args)
 }
@@ -209,13 +216,22 @@ fn run() -> Result<(), String> {
         return cold_child(model, image);
     }
     let args = parse_args()?;
+    let model = args
+        .model
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/gc-hf-bench/{}-b16", args.arch)));
     let bench_py = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pipeline_bench.py");
-    if !args.model.join("model.safetensors").is_file() {
-        eprintln!("creating a random ViT-B/16 in {}", args.model.display());
+    if !model.join("model.safetensors").is_file() {
+        eprintln!(
+            "creating a random {}-B/16 in {}",
+            args.arch,
+            model.display()
+        );
         let status = Command::new(&args.python)
             .arg(&bench_py)
             .arg("make-model")
-            .arg(&args.model)
+            .arg(&model)
+            .arg(&args.arch)
             .status()
             .map_err(|e| format!("{}: {e}", args.python.display()))?;
         if !status.success() {
@@ -229,7 +245,7 @@ fn run() -> Result<(), String> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "model {}, {} faces (64 px), batch {}, {threads} CPU threads",
-        args.model.display(),
+        model.display(),
         faces.len(),
         args.batch
     );
@@ -241,7 +257,7 @@ fn run() -> Result<(), String> {
     let ours_cold = time_process(
         || {
             let mut c = Command::new(&exe);
-            c.arg("--cold-child").arg(&args.model).arg(&faces[0]);
+            c.arg("--cold-child").arg(&model).arg(&faces[0]);
             c
         },
         args.runs,
@@ -253,7 +269,7 @@ fn run() -> Result<(), String> {
         let t = time_process(
             || {
                 let mut c = Command::new(&args.python);
-                c.arg(&bench_py).arg("cold").arg(&args.model).arg(&faces[0]);
+                c.arg(&bench_py).arg("cold").arg(&model).arg(&faces[0]);
                 c
             },
             args.runs,
@@ -266,7 +282,7 @@ fn run() -> Result<(), String> {
     let ours = |defaults: bool| {
         let mut c = Command::new(&exe);
         c.arg("--throughput-child")
-            .arg(&args.model)
+            .arg(&model)
             .arg(&tmp)
             .arg(faces.len().to_string())
             .arg(args.batch.to_string());
@@ -281,7 +297,7 @@ fn run() -> Result<(), String> {
         let mut c = Command::new(&args.python);
         c.arg(&bench_py)
             .arg("throughput")
-            .arg(&args.model)
+            .arg(&model)
             .arg(&tmp)
             .arg(faces.len().to_string())
             .arg(args.batch.to_string());

@@ -53,7 +53,7 @@ impl Activation {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Activation::Gelu => gelu_erf(x),
-            Activation::GeluTanh => gelu_approximate(x),
+            Activation::GeluTanh => gelu_tanh(x),
             Activation::QuickGelu => x.clone() * sigmoid(x * 1.702),
             Activation::Relu => relu(x),
             Activation::Silu => silu(x),
@@ -65,20 +65,74 @@ impl Activation {
 /// all cores. flex's `gelu` calls libm's scalar `erff` per element on one thread: a tenth of
 /// ViT-B/16's time, against about 2% for this.
 pub fn gelu_erf<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    map_f32(x, gelu, |v| {
+        0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2))
+    })
+}
+
+/// The tanh GELU (`gelu_pytorch_tanh`, SigLIP's), in place with a vectorisable tanh on all cores.
+/// flex's `gelu_approximate` goes through libm's scalar `powf`, `expm1f` and `tanhf`: 23% of
+/// SigLIP-B/16's time (perf, batch 8), against about 2% for this.
+pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    // sqrt(2 / pi)
+    const K: f32 = 0.797_884_6;
+    map_f32(x, gelu_approximate, |v| {
+        0.5 * v * (1.0 + tanh(K * (v + 0.044_715 * v * v * v)))
+    })
+}
+
+/// `f` applied to every value of an f32 tensor, in place, in parallel chunks; `fallback` (burn's
+/// own op) for other dtypes.
+fn map_f32<const D: usize>(
+    x: Tensor<D>,
+    fallback: fn(Tensor<D>) -> Tensor<D>,
+    f: impl Fn(f32) -> f32 + Sync,
+) -> Tensor<D> {
     if x.dtype() != DType::F32 {
-        return gelu(x);
+        return fallback(x);
     }
     let device = x.device();
     let mut data = x.into_data();
     match data.as_mut_slice::<f32>() {
         Ok(values) => values.par_chunks_mut(1 << 14).for_each(|chunk| {
             for v in chunk {
-                *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+                *v = f(*v);
             }
         }),
-        Err(_) => return gelu(Tensor::from_data(data, &device)),
+        Err(_) => return fallback(Tensor::from_data(data, &device)),
     }
     Tensor::from_data(data, &device)
+}
+
+/// tanh for f32 as a rational function (odd degree 13 over even degree 6) on [-7.9, 7.9], beyond
+/// which tanh is +/-1 in f32: Eigen's `ptanh_float` (TensorFlow's and XLA's too), within 4e-7 of
+/// the exact value, branch-free (a select for tiny inputs) so that the loop vectorises.
+fn tanh(x: f32) -> f32 {
+    const ALPHA: [f64; 7] = [
+        -2.76076847742355e-16,
+        2.00018790482477e-13,
+        -8.60467152213735e-11,
+        5.12229709037114e-08,
+        1.48572235717979e-05,
+        6.37261928875436e-04,
+        4.89352455891786e-03,
+    ];
+    const BETA: [f64; 4] = [
+        1.19825839466702e-06,
+        1.18534705686654e-04,
+        2.26843463243900e-03,
+        4.89352518554385e-03,
+    ];
+    let c = x.clamp(-7.905_311, 7.905_311);
+    let x2 = c * c;
+    let p = ALPHA[1..]
+        .iter()
+        .fold(ALPHA[0] as f32, |acc, &k| x2 * acc + k as f32);
+    let q = BETA[1..]
+        .iter()
+        .fold(BETA[0] as f32, |acc, &k| x2 * acc + k as f32);
+    // Below 4e-4, tanh(x) is x in f32, and the rational function loses relative accuracy.
+    if x.abs() < 4e-4 { x } else { c * p / q }
 }
 
 /// erf for f32 as a rational function of x on [-4, 4] (beyond, erf is +/-1 in f32), plain
@@ -134,5 +188,26 @@ mod tests {
         assert!(worst < 2e-6, "worst difference {worst}");
         assert_eq!(erf(0.0), 0.0);
         assert!((erf(10.0) - 1.0).abs() < 1e-6 && (erf(-10.0) + 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn fast_tanh_gelu_matches_burns() {
+        let xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.0025).collect();
+        let device = Device::flex();
+        let t = || Tensor::<1>::from_data(TensorData::new(xs.clone(), [xs.len()]), &device);
+        let ours = gelu_tanh(t()).into_data().try_to_vec::<f32>().unwrap();
+        let reference = gelu_approximate(t())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let worst = ours
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 2e-6, "worst difference {worst}");
+        for x in [-20.0f32, -3.0, -0.5, -1e-5, 0.0, 1e-5, 0.3, 2.0, 9.0, 50.0] {
+            assert!((tanh(x) - x.tanh()).abs() < 1e-6, "tanh({x})");
+        }
     }
 }
