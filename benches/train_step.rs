@@ -277,8 +277,9 @@ fn drive(args: &Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    // As the CLI runs: glibc malloc keeps freed memory (gc_core::malloc).
+    // As the CLI's `train` runs: glibc malloc keeps freed memory, on one arena (gc_core::malloc).
     gc_core::malloc::keep_freed_memory();
+    gc_core::malloc::one_arena();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

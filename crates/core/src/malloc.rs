@@ -9,6 +9,15 @@
 //! (`benches/train_step.rs`), keeping freed memory for reuse made them 16% and 11% faster, for about
 //! 14% more peak memory (docs/BENCHMARKS.md), and a single image's cold start is the same either way.
 //! mimalloc, tried as a drop-in, gave nothing: it also returns large blocks to the kernel at once.
+//!
+//!
+//! [`one_arena`] (sixth session), for training: glibc gives each thread that allocates its own
+//! arena, and a thread arena grows in heaps of at most 64 MiB, so a larger block freed by a rayon
+//! worker (the CNN's 128 px activations and their gradients) was still `mmap`ed and unmapped each
+//! time whatever the threshold: `perf` put 28% of a training step in page faults. With every
+//! thread on the main arena (which grows with `brk`, without that limit) the step took a third
+//! less time and peak memory fell by 15% (`benches/train_step.rs`, docs/BENCHMARKS.md). Not made
+//! for inference: the ViT's blocks are smaller, and there the shared arena was 4% slower.
 
 /// Tells glibc malloc to keep freed memory for reuse: blocks up to 256 MiB come from the heap
 /// instead of their own mappings, and the heap is trimmed only above 1 GiB free. Returns whether
@@ -33,11 +42,29 @@ pub fn keep_freed_memory() -> bool {
     }
 }
 
+/// Puts every thread's allocations on glibc's main arena, so that blocks above 64 MiB freed by
+/// worker threads are kept too (see the module's notes). Call it before the threads start.
+/// Returns whether the setting was made (false on other C libraries).
+pub fn one_arena() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: as in keep_freed_memory; M_ARENA_MAX only caps the arenas made from now on.
+        #[allow(unsafe_code)]
+        let done = unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) == 1 };
+        done
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn glibc_takes_the_setting() {
         assert!(super::keep_freed_memory());
+        assert!(super::one_arena());
     }
 }

@@ -102,6 +102,8 @@ fn parse_schedule(s: &str) -> Result<Schedule, String> {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
+    // Before the training threads start: their large blocks are then kept too (gc_core::malloc).
+    gc_core::malloc::one_arena();
     if args.arch == Arch::EfficientNetLite0 && args.init.is_none() && !args.resume {
         eprintln!(
             "warning: training efficientnet-lite0 from random weights; pass --init with the \
