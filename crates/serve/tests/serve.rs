@@ -115,19 +115,19 @@ fn good_requests_get_faces_and_bad_ones_a_reason() {
             400,
             "malformed multipart",
         ),
-        (
-            "too large",
-            "image/jpeg".into(),
-            vec![0u8; (1 << 20) + 1],
-            413,
-            "larger than the limit",
-        ),
     ];
     for (what, ct, bytes, want_status, want_reason) in cases {
         let (status, body) = post(&url(&server, "/v1/classify"), &ct, &bytes);
         assert_eq!(status, want_status, "{what}: {body}");
         assert!(error_of(&body).contains(want_reason), "{what}: {body}");
     }
+
+    // A body over the limit with its Content-Length is refused from the header. Sent by hand:
+    // the server may answer and close before the body is all sent, which a client library
+    // reports as a broken pipe instead of the answer.
+    let sized = raw_sized_post(&server.addr, (1 << 20) + 1);
+    assert!(sized.starts_with("HTTP/1.1 413"), "{sized}");
+    assert!(sized.contains("larger than the limit"), "{sized}");
 
     // A body over the limit without a Content-Length (chunked) is cut off while it is read.
     let chunked = raw_chunked_post(&server.addr, 3 << 20);
@@ -145,6 +145,22 @@ fn good_requests_get_faces_and_bad_ones_a_reason() {
 }
 
 /// POSTs `size` bytes in chunks over a raw socket and returns what the server answered.
+fn raw_sized_post(addr: &std::net::SocketAddr, size: usize) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        s,
+        "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: {size}\r\n\r\n"
+    )
+    .unwrap();
+    // The server may answer and close before everything is sent.
+    let _ = s.write_all(&vec![0u8; size]);
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
 fn raw_chunked_post(addr: &std::net::SocketAddr, size: usize) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
