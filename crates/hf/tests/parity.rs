@@ -131,24 +131,24 @@ fn probabilities_match_the_pipeline() {
     }
 }
 
+/// The model's own class names, in its order, with the class each maps to.
+fn label_names(clf: &HfClassifier) -> Vec<(&str, Gender)> {
+    clf.labels()
+        .iter()
+        .map(|l| (l.name.as_str(), l.gender))
+        .collect()
+}
+
 #[test]
 fn labels_come_from_id2label_in_model_order() {
     let fm = HfClassifier::from_dir(model_dir("tiny-vit-female-male")).expect("load");
-    let names: Vec<(&str, Gender)> = fm
-        .labels()
-        .iter()
-        .map(|l| (l.name.as_str(), l.gender))
-        .collect();
+    let names = label_names(&fm);
     assert_eq!(
         names,
         vec![("female", Gender::Female), ("male", Gender::Male)]
     );
     let mw = HfClassifier::from_dir(model_dir("tiny-vit-man-woman")).expect("load");
-    let names: Vec<(&str, Gender)> = mw
-        .labels()
-        .iter()
-        .map(|l| (l.name.as_str(), l.gender))
-        .collect();
+    let names = label_names(&mw);
     assert_eq!(
         names,
         vec![("man", Gender::Male), ("woman", Gender::Female)]
@@ -184,11 +184,7 @@ fn batch_size_does_not_change_results() {
 fn siglip_fixtures_read_as_saved() {
     let hub = HfClassifier::from_dir(model_dir("tiny-siglip-hub-labels")).expect("load");
     assert_eq!(hub.architecture(), "SiglipForImageClassification");
-    let names: Vec<(&str, Gender)> = hub
-        .labels()
-        .iter()
-        .map(|l| (l.name.as_str(), l.gender))
-        .collect();
+    let names = label_names(&hub);
     assert_eq!(
         names,
         vec![("Female ♀", Gender::Female), ("Male ♂", Gender::Male)]
