@@ -79,11 +79,15 @@ impl PreprocessSpec {
         let resized = ImageRef::new(fw, fh, &framed, PixelType::U8x3)
             .map_err(|e| e.to_string())
             .and_then(|src| {
-                RESIZER.with(|r| {
-                    r.borrow_mut()
-                        .resize(&src, &mut dst, &options)
-                        .map_err(|e| e.to_string())
-                })
+                RESIZER
+                    .with(|r| match r.try_borrow_mut() {
+                        Ok(mut resizer) => resizer.resize(&src, &mut dst, &options),
+                        // fast_image_resize runs a large resize on rayon, and a worker waiting
+                        // inside it may be handed another image's resize: that one gets a
+                        // resizer of its own.
+                        Err(_) => Resizer::new().resize(&src, &mut dst, &options),
+                    })
+                    .map_err(|e| e.to_string())
             });
         match resized {
             Ok(()) => Cow::Owned(dst.into_vec()),
@@ -328,5 +332,28 @@ mod tests {
         assert_eq!(red(5, 0), 30);
         assert_eq!(red(2, 3), 12);
         assert_eq!(red(5, 5), 33);
+    }
+
+    /// fast_image_resize splits a large resize over rayon; a worker that waits inside one may
+    /// take another caller's resize from rayon's queue, on the same thread.
+    #[test]
+    fn resizes_nested_on_one_rayon_thread_succeed() {
+        let s = spec(500, 500, Channels::Rgb, Layout::Nchw, Normalize::default());
+        let pixels: Vec<u8> = [10u8, 120, 250].repeat(1200 * 1200);
+        let img = RgbView::new(1200, 1200, &pixels).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..6 {
+                scope.spawn(|| {
+                    for _ in 0..40 {
+                        let out = pool.install(|| s.frame_and_resize(&img));
+                        assert!(out.chunks_exact(3).all(|p| p == [10, 120, 250]));
+                    }
+                });
+            }
+        });
     }
 }

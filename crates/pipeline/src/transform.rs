@@ -162,7 +162,12 @@ pub fn resize_rgb(
     };
     let options = ResizeOptions::new().resize_alg(algorithm);
     RESIZER
-        .with(|r| r.borrow_mut().resize(&src, &mut dst, &options))
+        .with(|r| match r.try_borrow_mut() {
+            Ok(mut resizer) => resizer.resize(&src, &mut dst, &options),
+            // fast_image_resize runs a large resize on rayon, and a worker waiting inside it may
+            // be handed another image's resize: that one gets a resizer of its own.
+            Err(_) => Resizer::new().resize(&src, &mut dst, &options),
+        })
         .map_err(|e| err(e.to_string()))?;
     Ok(dst.into_vec())
 }
@@ -311,5 +316,29 @@ mod tests {
         assert_eq!(out.len(), 144 * 144 * 3);
         assert!(out.chunks_exact(3).all(|p| p == [10, 120, 250]));
         assert!(resize_rgb(&src[1..], 200, 200, Size::square(144)).is_err());
+    }
+
+    /// fast_image_resize splits a large resize over rayon; a worker that waits inside one may
+    /// take another caller's resize from rayon's queue, on the same thread (the sort tests, whose
+    /// photos are classified side by side, hit this).
+    #[test]
+    fn resizes_nested_on_one_rayon_thread_succeed() {
+        let src: Vec<u8> = [10u8, 120, 250].repeat(1200 * 1200);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    for _ in 0..40 {
+                        let out = pool
+                            .install(|| resize_rgb(&src, 1200, 1200, Size::square(500)))
+                            .unwrap();
+                        assert!(out.chunks_exact(3).all(|p| p == [10, 120, 250]));
+                    }
+                });
+            }
+        });
     }
 }
