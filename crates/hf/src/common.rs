@@ -5,9 +5,7 @@
 
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
-use burn::tensor::Tensor;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Tensor, TensorData};
 use serde::Deserialize;
 
 /// An image or patch size: transformers accepts an int (square) or `[height, width]`.
@@ -55,32 +53,19 @@ pub fn token_linear(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
 
 /// Multi-head scaled dot-product attention of every token over all tokens, no mask:
 /// `[batch, tokens, hidden]` -> `[batch, tokens, hidden]` (heads concatenated, before the output
-/// projection).
+/// projection), computed by [`crate::attention::multi_head`] (why not burn's: there).
 ///
 /// `query_key_value` is upstream's three projections as one [`Linear`] of `hidden -> 3 * hidden`
 /// (query, key, value side by side, built by `Checkpoint::linear_fused`): one wide matmul runs about
 /// 1.4x faster on flex than three narrow ones, and the attention is a fifth of a ViT's time.
 pub fn self_attention(query_key_value: &Linear, num_heads: usize, x: Tensor<3>) -> Tensor<3> {
     let [b, t, d] = x.dims();
-    let heads = num_heads;
-    // [batch, tokens, 3 * hidden]
-    let qkv = token_linear(query_key_value, x);
-    // The i-th third, [batch, tokens, hidden] -> [batch, heads, tokens, head_dim]
-    let split = |i: usize| {
-        qkv.clone()
-            .narrow(2, i * d, d)
-            .reshape([b, t, heads, d / heads])
-            .swap_dims(1, 2)
-    };
-    // softmax(q k^T / sqrt(head_dim)) v: [batch, heads, tokens, head_dim]
-    let context = attention(
-        split(0),
-        split(1),
-        split(2),
-        None,
-        None,
-        AttentionModuleOptions::default(),
-    );
-    // [batch, tokens, heads, head_dim] -> [batch, tokens, hidden]
-    context.swap_dims(1, 2).reshape([b, t, d])
+    let device = x.device();
+    // [batch, tokens, 3 * hidden]; f32, as `weights.rs` widens every checkpoint to it.
+    let qkv = token_linear(query_key_value, x)
+        .into_data()
+        .convert::<f32>();
+    let qkv = qkv.as_slice::<f32>().expect("converted to f32");
+    let context = crate::attention::multi_head(qkv, b, t, d, num_heads);
+    Tensor::from_data(TensorData::new(context, [b, t, d]), &device)
 }

@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | [`vit`] | `ViTForImageClassification` |
 //! | [`siglip`] | `SiglipForImageClassification` (SigLIP's vision tower, mean-pooled) |
+//! | [`attention`] | multi-head self-attention on the fused QKV values, with `gemm` |
 //! | [`common`] | what the architectures share: sizes, patch tokens, token-wise linear, self-attention |
 //! | [`preprocess`] | `preprocessor_config.json`, and Pillow's resize ported exactly |
 //! | [`weights`] | safetensors -> burn tensors, with shape checks and PyTorch layouts undone |
@@ -22,6 +23,7 @@
 //! [`SUPPORTED_ARCHITECTURES`].
 
 pub mod activation;
+pub mod attention;
 pub mod common;
 pub mod hub;
 pub mod preprocess;
