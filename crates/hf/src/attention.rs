@@ -59,57 +59,70 @@ pub fn multi_head(
             // writes it.
             #[allow(unsafe_code)]
             unsafe {
-                // scores = q k^T: [tokens, head_dim] x [head_dim, tokens]
-                gemm::gemm(
-                    tokens,
-                    tokens,
-                    head_dim,
-                    scores.as_mut_ptr(),
-                    1,
-                    tokens as isize,
-                    false,
-                    q.as_ptr(),
-                    1,
-                    row as isize,
-                    k.as_ptr(),
-                    row as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                // scores = q k^T: [tokens, head_dim] x [head_dim, tokens], k read transposed (row
+                // stride 1, column stride one token)
+                matmul(
+                    [tokens, tokens, head_dim],
+                    (scores.as_mut_ptr(), tokens),
+                    (q.as_ptr(), row),
+                    (k.as_ptr(), 1, row),
                 );
                 for r in scores.chunks_exact_mut(tokens) {
                     softmax_scaled(r, scale);
                 }
                 // out = softmax(scores) v: [tokens, tokens] x [tokens, head_dim]
-                gemm::gemm(
-                    tokens,
-                    head_dim,
-                    tokens,
-                    out_ptr.at(image * tokens * hidden + head * head_dim),
-                    1,
-                    hidden as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    tokens as isize,
-                    v.as_ptr(),
-                    1,
-                    row as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                matmul(
+                    [tokens, head_dim, tokens],
+                    (
+                        out_ptr.at(image * tokens * hidden + head * head_dim),
+                        hidden,
+                    ),
+                    (scores.as_ptr(), tokens),
+                    (v.as_ptr(), row, 1),
                 );
             }
         },
     );
     out
+}
+
+/// `dst = lhs x rhs` for `[m, n, k]`, on this thread: `dst` and `lhs` are row-major with the
+/// given row strides, `rhs` has the given row and column strides.
+///
+/// # Safety
+/// Every element addressed by those strides must be inside its buffer, and `dst` written by no one
+/// else meanwhile.
+#[allow(unsafe_code)]
+unsafe fn matmul(
+    [m, n, k]: [usize; 3],
+    (dst, dst_row): (*mut f32, usize),
+    (lhs, lhs_row): (*const f32, usize),
+    (rhs, rhs_row, rhs_col): (*const f32, usize, usize),
+) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_row as isize,
+            false,
+            lhs,
+            1,
+            lhs_row as isize,
+            rhs,
+            rhs_col as isize,
+            rhs_row as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// The output buffer, shared by the tasks that each write their own block of it.
