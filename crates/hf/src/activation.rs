@@ -125,12 +125,8 @@ fn tanh(x: f32) -> f32 {
     ];
     let c = x.clamp(-7.905_311, 7.905_311);
     let x2 = c * c;
-    let p = ALPHA[1..]
-        .iter()
-        .fold(ALPHA[0] as f32, |acc, &k| x2 * acc + k as f32);
-    let q = BETA[1..]
-        .iter()
-        .fold(BETA[0] as f32, |acc, &k| x2 * acc + k as f32);
+    let p = horner(x2, &ALPHA);
+    let q = horner(x2, &BETA);
     // Below 4e-4, tanh(x) is x in f32, and the rational function loses relative accuracy.
     if x.abs() < 4e-4 { x } else { c * p / q }
 }
@@ -159,13 +155,16 @@ fn erf(x: f32) -> f32 {
     ];
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
-    let p = ALPHA[1..]
-        .iter()
-        .fold(ALPHA[0] as f32, |acc, &c| x2 * acc + c as f32);
-    let q = BETA[1..]
-        .iter()
-        .fold(BETA[0] as f32, |acc, &c| x2 * acc + c as f32);
+    let p = horner(x2, &ALPHA);
+    let q = horner(x2, &BETA);
     x * p / q
+}
+
+/// The polynomial with `coefficients` (highest power first) at `x`, in f32 (the coefficients are
+/// kept as published, in f64): plain multiply-adds, which vectorise where `mul_add` would be a
+/// libm call per step on baseline x86-64.
+pub(crate) fn horner(x: f32, coefficients: &[f64]) -> f32 {
+    coefficients.iter().fold(0.0, |acc, &c| x * acc + c as f32)
 }
 
 #[cfg(test)]

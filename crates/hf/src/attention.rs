@@ -9,6 +9,7 @@
 //! PyTorch's fused attention. Here the two matmuls of each head read the projection and write
 //! the output through strides, and the softmax vectorises.
 
+use crate::activation::horner;
 use rayon::prelude::*;
 
 /// Softmax attention of every token over all tokens, no mask, for `qkv` =
@@ -188,16 +189,17 @@ fn exp(x: f32) -> f32 {
     let k = x * std::f32::consts::LOG2_E + ROUND;
     let n = k - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
-    let p = [
-        1.987_569_2e-4,
-        1.398_2e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        0.166_666_65,
-        0.5,
-    ]
-    .iter()
-    .fold(0.0f32, |acc, &c| acc * r + c);
+    let p = horner(
+        r,
+        &[
+            1.987_569_2e-4,
+            1.398_2e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ],
+    );
     // 2^n from n's bits in `k`: exponent field n + 127.
     let two_n = f32::from_bits(k.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23);
     (p * r * r + r + 1.0) * two_n
