@@ -2,13 +2,14 @@
 
 use crate::Service;
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gc_classify::photos::classify_image;
 use gc_pipeline::decode::{DecodeError, DecodeLimits, decode_rgb_bytes_with_limits};
 use serde_json::{Value, json};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -70,6 +71,7 @@ async fn classify_request(s: &Arc<Service>, req: Request) -> Result<Value, Refus
     let before = s.in_house.fetch_add(1, Ordering::SeqCst);
     let _in_house = InHouse(&s.in_house);
     if before >= limits.max_concurrent + limits.max_waiting {
+        drain(req, limits.max_body_bytes).await;
         return Err(Refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("busy: {before} requests in progress; retry shortly"),
@@ -121,6 +123,23 @@ async fn classify_request(s: &Arc<Service>, req: Request) -> Result<Value, Refus
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error while classifying".into(),
             ))
+        }
+    }
+}
+
+/// Reads a request's body up to `max` bytes and drops it, a piece at a time.
+///
+/// Why: an answer sent before the body is read closes the connection under a client that is still
+/// sending it; the client's kernel then resets the connection, and the client sees a broken pipe
+/// instead of the 503 and its Retry-After (it happened in the tests). Dropping each piece as it
+/// comes keeps the memory flat however many requests are turned away.
+async fn drain(req: Request, max: usize) {
+    let mut body = req.into_body();
+    let mut seen = 0;
+    while seen <= max {
+        match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => break,
         }
     }
 }
