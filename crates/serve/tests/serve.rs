@@ -144,48 +144,52 @@ fn good_requests_get_faces_and_bad_ones_a_reason() {
     server.stop().unwrap();
 }
 
-/// POSTs `size` bytes in chunks over a raw socket and returns what the server answered.
-fn raw_sized_post(addr: &std::net::SocketAddr, size: usize) -> String {
+/// POSTs an image to `/v1/classify` over a raw socket, with the body framed by `framing` (a
+/// header) and written by `send`, and returns what the server answered. Raw, because the server
+/// may answer and close before the body is all sent: `send` stops at the first failed write, and
+/// the answer is still read.
+fn raw_post(
+    addr: &std::net::SocketAddr,
+    framing: &str,
+    send: impl FnOnce(&mut std::net::TcpStream),
+) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
     write!(
         s,
-        "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: {size}\r\n\r\n"
+        "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n{framing}\r\n\r\n"
     )
     .unwrap();
-    // The server may answer and close before everything is sent.
-    let _ = s.write_all(&vec![0u8; size]);
+    send(&mut s);
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
     answer
 }
 
+/// POSTs `size` bytes with their Content-Length.
+fn raw_sized_post(addr: &std::net::SocketAddr, size: usize) -> String {
+    raw_post(addr, &format!("Content-Length: {size}"), |s| {
+        let _ = s.write_all(&vec![0u8; size]);
+    })
+}
+
+/// POSTs `size` bytes in chunks (no Content-Length).
 fn raw_chunked_post(addr: &std::net::SocketAddr, size: usize) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        s,
-        "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
-    .unwrap();
-    let chunk = vec![b'x'; 64 << 10];
-    let mut sent = 0;
-    while sent < size {
-        // The server may answer and close before everything is sent.
-        if write!(s, "{:x}\r\n", chunk.len()).is_err()
-            || s.write_all(&chunk).is_err()
-            || s.write_all(b"\r\n").is_err()
-        {
-            break;
+    raw_post(addr, "Transfer-Encoding: chunked", |s| {
+        let chunk = vec![b'x'; 64 << 10];
+        let mut sent = 0;
+        while sent < size {
+            if write!(s, "{:x}\r\n", chunk.len()).is_err()
+                || s.write_all(&chunk).is_err()
+                || s.write_all(b"\r\n").is_err()
+            {
+                break;
+            }
+            sent += chunk.len();
         }
-        sent += chunk.len();
-    }
-    let _ = s.write_all(b"0\r\n\r\n");
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    answer
+        let _ = s.write_all(b"0\r\n\r\n");
+    })
 }
 
 #[test]
