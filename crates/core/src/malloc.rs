@@ -10,7 +10,6 @@
 //! 14% more peak memory (docs/BENCHMARKS.md), and a single image's cold start is the same either way.
 //! mimalloc, tried as a drop-in, gave nothing: it also returns large blocks to the kernel at once.
 //!
-//!
 //! [`one_arena`] (sixth session), for training: glibc gives each thread that allocates its own
 //! arena, and a thread arena grows in heaps of at most 64 MiB, so a larger block freed by a rayon
 //! worker (the CNN's 128 px activations and their gradients) was still `mmap`ed and unmapped each
