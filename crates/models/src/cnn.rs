@@ -6,6 +6,8 @@
 //! Input: `[batch, 3, h, w]` `f32` in `[0, 1]`; any `h, w` that survive the poolings (16 and up
 //! with 4 blocks).
 
+use crate::batch_norm::batch_norm;
+use crate::conv::conv2d;
 use crate::{ImageClassifier, Normalization};
 use burn::config::Config;
 use burn::module::Module;
@@ -87,7 +89,7 @@ impl ConvBlock {
         // [b, c_in, h, w] -> [b, c_out, h/2, w/2]
         self.pool.forward(
             self.activation
-                .forward(self.bn.forward(self.conv.forward(x))),
+                .forward(batch_norm(&self.bn, conv2d(&self.conv, x))),
         )
     }
 }

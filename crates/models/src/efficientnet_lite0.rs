@@ -21,6 +21,8 @@
 //!
 //! The checkpoint's tensor names are mapped to ours in one place: [`CHECKPOINT_NAMES`].
 
+use crate::batch_norm::batch_norm;
+use crate::conv::conv2d;
 use crate::weights::{WeightsSpec, load_safetensors};
 use crate::{ImageClassifier, Normalization};
 use burn::config::Config;
@@ -177,7 +179,7 @@ pub struct ConvBn {
 
 impl ConvBn {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        batch_norm(&self.bn, conv2d(&self.conv, x))
     }
 }
 

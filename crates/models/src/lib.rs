@@ -7,13 +7,18 @@
 //! | [`cnn`] | the notebook CNN: 4 x (conv3x3 + BatchNorm + ReLU + maxpool), global average pool, linear |
 //! | [`efficientnet_lite0`] | EfficientNet-Lite0, initialised from the ImageNet weights of the PyTorch port |
 //!
+//! [`batch_norm`] is the BatchNorm both use in training on the CPU: one kernel for what burn
+//! composes out of a dozen tensor operations.
+//!
 //! Normalisation (mean/std) is part of a model's config and applied inside `forward`, so a caller
 //! always feeds `[0, 1]` pixels and cannot pair a model with the wrong statistics.
 //!
 //! [`weights`] saves and loads safetensors files with strict checks (every tensor present, every
 //! shape right), returning [`gc_core::ModelError`] instead of panicking.
 
+pub mod batch_norm;
 pub mod cnn;
+pub mod conv;
 pub mod efficientnet_lite0;
 pub mod weights;
 
