@@ -1,15 +1,16 @@
-//! BatchNorm in training mode on the `flex` CPU backend: one pass over the activation for the
-//! batch statistics and one for the output, forward and backward.
+//! BatchNorm on the `flex` CPU backend with kernels of our own. In training: one pass over the
+//! activation for the batch statistics and one for the output, forward and backward. In
+//! inference: one pass, `x * scale + shift` per channel.
 //!
-//! Why our own kernel: burn 0.22's `batch_norm_train` is a default body made of tensor operations
-//! (flex does not override it). To reduce over the batch and spatial axes it swaps the batch and
-//! channel axes and copies the whole activation, twice forward and twice backward, and it makes
-//! about ten more passes each way. In the notebook CNN's training step at 128px that made
-//! BatchNorm's forward and backward 1.7-2.2 times PyTorch's, a fifth of the step
-//! (`docs/BENCHMARKS.md`, "Training step"). The operation reaches burn through its backend
-//! extension mechanism (`#[backend_extension]`): a kernel for `Flex`, and for `Autodiff` the same
-//! one-node backward that burn records for its own batch norm. Other backends (the `gpu` build's
-//! wgpu) and inference keep burn's `BatchNorm::forward`.
+//! Why: burn 0.22's `batch_norm_train` is a default body made of tensor operations (flex does not
+//! override it). To reduce over the batch and spatial axes it swaps the batch and channel axes and
+//! copies the whole activation, twice forward and twice backward, among about ten more passes each
+//! way. At the notebook CNN's four shapes (batch 64, 128px, 2 threads) that took 577 ms forward and
+//! 582 backward against PyTorch's 218 and 275 (`benches/layer_times.rs`, `docs/BENCHMARKS.md`);
+//! these kernels take 102 and 106. The operation reaches burn through its backend extension
+//! mechanism (`#[backend_extension]`): a kernel for `Flex`, and for `Autodiff` the same one-node
+//! backward that burn records for its own batch norm. Other backends (the `gpu` build's wgpu) keep
+//! burn's `BatchNorm::forward`.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

@@ -1,16 +1,18 @@
-//! Conv2d for training on the `flex` CPU backend, with a weight gradient of our own.
+//! Conv2d on the `flex` CPU backend with kernels of our own: the forward pass and the weight
+//! gradient, for training and inference.
 //!
 //! Why: burn 0.22 computes a convolution's weight gradient (flex does not override it) as another
 //! convolution, with the batch and channel axes swapped and the output gradient as a kernel as
 //! large as the image (128 x 128 in the notebook CNN's first block) giving a 3 x 3 output; flex
-//! runs that shape at a fraction of its usual speed. Measured at the notebook CNN's four shapes
-//! (batch 64, 128px, 2 threads): 325/362/280/232 ms against PyTorch's 92/174/147/84 ms, the
-//! largest single gap of the training step (`docs/BENCHMARKS.md`, "Training step"). Here it is
-//! the textbook form instead: per image, unfold the input (im2col) and multiply it by the output
-//! gradient with one `gemm` call, accumulating over the batch. The forward pass and the input
-//! gradient stay flex's. The operation reaches burn through its backend extension mechanism, as
-//! in [`crate::batch_norm`]; convolutions with a bias or groups (EfficientNet's depthwise ones),
-//! other backends and inference keep burn's `Conv2d::forward`.
+//! runs that shape at a fraction of its usual speed: 258/404/293/182 ms at the notebook CNN's four
+//! shapes (batch 64, 128px, 2 threads) against PyTorch's 101/172/168/87 ms, the largest single gap
+//! of the training step (`benches/layer_times.rs`, `docs/BENCHMARKS.md`). Here it is the textbook
+//! form instead: per image, unfold the input (im2col) and multiply it by the output gradient with
+//! one `gemm` call, accumulating over the batch. The forward pass is the same unfolding times the
+//! weight, which beat flex's own (373 against 638 ms over the four shapes). The input gradient
+//! stays flex's. The operation reaches burn through its backend extension mechanism, as in
+//! [`crate::batch_norm`]; convolutions with a bias or groups (EfficientNet's depthwise ones) and
+//! other backends keep burn's `Conv2d::forward`.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -100,10 +102,7 @@ fn padding_pair(
 
 impl Conv2dBackend for Flex {
     fn conv2d_no_bias(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
-        // One image per thread at a time: with fewer images than threads, flex's own parallel
-        // convolution does better.
-        let few = x.shape()[0] < rayon::current_num_threads();
-        if x.dtype() != DType::F32 || weight.dtype() != DType::F32 || options.groups != 1 || few {
+        if x.dtype() != DType::F32 || weight.dtype() != DType::F32 || options.groups != 1 {
             return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options);
         }
         let geometry = Geometry::forward(&x, &weight, &options);
@@ -274,13 +273,27 @@ impl Geometry {
         let (taps, positions) = (self.taps(), self.positions());
         let image = self.in_channels * self.input[0] * self.input[1];
         let mut out = vec![0.0f32; self.batch * self.out_channels * positions];
+        let shape = [self.out_channels, positions, taps];
+        if self.batch < rayon::current_num_threads() {
+            // Fewer images than threads (one photo's faces): one image at a time, its product
+            // split across the threads.
+            let mut columns = vec![0.0f32; taps * positions];
+            for (out, x) in out
+                .chunks_exact_mut(self.out_channels * positions)
+                .zip(x.chunks_exact(image))
+            {
+                let columns = self.unfolded(x, &mut columns);
+                product(out, weight, columns, shape, gemm::Parallelism::Rayon(0));
+            }
+            return out;
+        }
         out.par_chunks_mut(self.out_channels * positions)
             .zip(x.par_chunks(image))
             .for_each_init(
                 || vec![0.0f32; taps * positions],
                 |columns, (out, x)| {
                     let columns = self.unfolded(x, columns);
-                    product(out, weight, columns, [self.out_channels, positions, taps]);
+                    product(out, weight, columns, shape, gemm::Parallelism::None);
                 },
             );
         out
@@ -409,23 +422,38 @@ fn first_outside(offset: isize, stride: usize, width: usize) -> usize {
 /// `acc[m, n] += sum over k of lhs[m, k] * rhs[n, k]`: `acc` `[m, n]`, `lhs` `[m, k]` and `rhs`
 /// `[n, k]`, all row-major, on this thread.
 fn accumulate_product_transposed(acc: &mut [f32], lhs: &[f32], rhs: &[f32], [m, n, k]: [usize; 3]) {
-    gemm_on_this_thread(acc, lhs, rhs, [m, n, k], [k, 1], true);
+    gemm_f32(
+        acc,
+        lhs,
+        rhs,
+        [m, n, k],
+        [k, 1],
+        true,
+        gemm::Parallelism::None,
+    );
 }
 
-/// `out[m, n] = sum over k of lhs[m, k] * rhs[k, n]`: all row-major, on this thread.
-fn product(out: &mut [f32], lhs: &[f32], rhs: &[f32], [m, n, k]: [usize; 3]) {
-    gemm_on_this_thread(out, lhs, rhs, [m, n, k], [1, n], false);
+/// `out[m, n] = sum over k of lhs[m, k] * rhs[k, n]`: all row-major.
+fn product(
+    out: &mut [f32],
+    lhs: &[f32],
+    rhs: &[f32],
+    [m, n, k]: [usize; 3],
+    parallelism: gemm::Parallelism,
+) {
+    gemm_f32(out, lhs, rhs, [m, n, k], [1, n], false, parallelism);
 }
 
 /// `dst[m, n] (+)= lhs[m, k] x rhs`, `dst` and `lhs` row-major, `rhs` element `(k, n)` at
 /// `k * rhs_row + n * rhs_column`, `[rhs_column, rhs_row]` given.
-fn gemm_on_this_thread(
+fn gemm_f32(
     dst: &mut [f32],
     lhs: &[f32],
     rhs: &[f32],
     [m, n, k]: [usize; 3],
     [rhs_column, rhs_row]: [usize; 2],
     accumulate: bool,
+    parallelism: gemm::Parallelism,
 ) {
     assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == n * k);
     // SAFETY: the assertion above puts every element the strides address inside its slice (`rhs`
@@ -451,7 +479,7 @@ fn gemm_on_this_thread(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
@@ -505,7 +533,7 @@ mod tests {
     }
 
     #[test]
-    fn weight_gradient_matches_burns() {
+    fn forward_and_gradients_match_burns() {
         let same = PaddingConfig2d::Same;
         matches_burn(
             Conv2dConfig::new([3, 4], [3, 3]).with_padding(same.clone()),
@@ -532,5 +560,10 @@ mod tests {
             [3, 2, 9, 8],
         );
         matches_burn(Conv2dConfig::new([4, 5], [1, 1]), [7, 4, 3, 5]);
+        // One image: fewer images than threads, the product split across them.
+        matches_burn(
+            Conv2dConfig::new([3, 6], [3, 3]).with_padding(PaddingConfig2d::Same),
+            [1, 3, 12, 10],
+        );
     }
 }
