@@ -105,7 +105,7 @@ impl Conv2dBackend for Flex {
         if x.dtype() != DType::F32 || weight.dtype() != DType::F32 || options.groups != 1 {
             return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options);
         }
-        let geometry = Geometry::forward(&x, &weight, &options);
+        let geometry = Geometry::new(&x, &weight, &options);
         let x = x.to_contiguous();
         let weight = weight.to_contiguous();
         let out = geometry.convolve(
@@ -131,7 +131,12 @@ impl Conv2dBackend for Flex {
                 options,
             );
         }
-        let geometry = Geometry::new(&x, &weight, &output_grad, &options);
+        let output = output_grad.shape();
+        let geometry = Geometry {
+            // The gradient's own size, should it differ from what the options give.
+            output: [output[2], output[3]],
+            ..Geometry::new(&x, &weight, &options)
+        };
         let x = x.to_contiguous();
         let g = output_grad.to_contiguous();
         let grad = geometry.weight_grad(
@@ -226,29 +231,8 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn new(
-        x: &FlexTensor,
-        weight: &FlexTensor,
-        grad: &FlexTensor,
-        options: &ConvOptions<2>,
-    ) -> Self {
-        let (x, w, g) = (x.shape(), weight.shape(), grad.shape());
-        Geometry {
-            batch: x[0],
-            in_channels: x[1],
-            out_channels: w[0],
-            input: [x[2], x[3]],
-            kernel: [w[2], w[3]],
-            output: [g[2], g[3]],
-            stride: options.stride,
-            // The end padding needs no reading: output positions past the input read zeros.
-            padding: [options.padding[0].0, options.padding[1].0],
-            dilation: options.dilation,
-        }
-    }
-
-    /// The geometry of a forward pass, its output size computed as burn does.
-    fn forward(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Self {
+    /// The geometry of a convolution, its output size computed as burn does.
+    fn new(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Self {
         let (x, w) = (x.shape(), weight.shape());
         let output = [0, 1].map(|axis| {
             let (begin, end) = options.padding[axis];
@@ -263,6 +247,7 @@ impl Geometry {
             kernel: [w[2], w[3]],
             output,
             stride: options.stride,
+            // The end padding needs no reading: output positions past the input read zeros.
             padding: [options.padding[0].0, options.padding[1].0],
             dilation: options.dilation,
         }
