@@ -1,9 +1,10 @@
-//! One training step of the notebook CNN, ours (burn, `flex` CPU backend) against PyTorch (and
+//! One training step of the notebook CNN, ours (burn's `flex` CPU backend, with the convolution
+//! and BatchNorm kernels of `gc_models::conv` and `gc_models::batch_norm`) against PyTorch (and
 //! TensorFlow's figure is in docs/BENCHMARKS.md), and inference of the built-in model.
 //!
 //! ```text
 //! PEER_PYTHON=/path/to/venv/bin/python \
-//!   cargo bench -p gc-train --bench train_step -- [--threads 2] [--batch 64] [--size 128] [--rounds 3] [--steps 4]
+//!   cargo bench --workspace --bench train_step -- [--threads 2] [--batch 64] [--size 128] [--rounds 3] [--steps 4]
 //! ```
 //!
 //! The step: forward, cross-entropy, backward, AdamW (lr 1e-3, weight decay 1e-4) on a fixed batch
@@ -145,7 +146,7 @@ fn run_ours(args: &Args) -> Result<Value, String> {
         }
         let batch_median = median(&mut batch_ms);
         Ok(json!({
-            "framework": "burn 0.22.1 flex",
+            "framework": "burn 0.22.1 flex + gc-models kernels",
             "train_step_all_ms": times,
             "peak_rss_mib": train_rss,
             "builtin_size": side,
@@ -233,7 +234,9 @@ fn drive(args: &Args) -> Result<(), String> {
         args.rounds
     );
     println!();
-    println!("| measure | gc-train (burn flex) | {peer_name} | ours/peer |");
+    println!(
+        "| measure | gc-train (burn flex + our conv and BatchNorm kernels) | {peer_name} | ours/peer |"
+    );
     println!("| --- | ---: | ---: | ---: |");
     println!(
         "| train step, ms (lower is better) | {} | {} | {} |",
