@@ -12,6 +12,7 @@
 //! backward that burn records for its own batch norm. Other backends (the `gpu` build's wgpu) keep
 //! burn's `BatchNorm::forward`.
 
+use crate::flex::{on_flex, tensor, values};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -20,11 +21,9 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
-};
+use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::BatchNorm;
-use burn::tensor::{Shape, Tensor, TensorData};
+use burn::tensor::{Shape, Tensor};
 use rayon::prelude::*;
 
 #[backend_extension(Flex, Autodiff)]
@@ -78,10 +77,7 @@ fn scale_shift_by_ops<B: Backend>(
 /// that is training), updates the running statistics as burn does.
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
-    if !matches!(
-        device.clone().inner().as_dispatch(),
-        DispatchDevice::Flex(_)
-    ) {
+    if !on_flex(&device) {
         return bn.forward(x);
     }
     if !(device.is_autodiff() && bn.training.is_enabled()) {
@@ -133,7 +129,7 @@ impl BatchNormBackend for Flex {
             return (r.output, r.mean, r.variance);
         };
         let x = x.to_contiguous();
-        let xs = x.as_slice::<f32>().expect("contiguous f32");
+        let xs = values(&x);
         let gamma = f32s(&gamma);
         let beta = f32s(&beta);
         let stats = layout.per_channel(|c| {
@@ -166,8 +162,8 @@ impl BatchNormBackend for Flex {
         let variance = stats.iter().map(|s| s.1 as f32).collect();
         (
             tensor(out, x.shape()),
-            tensor(mean, [layout.channels].into()),
-            tensor(variance, [layout.channels].into()),
+            tensor(mean, [layout.channels]),
+            tensor(variance, [layout.channels]),
         )
     }
 
@@ -194,12 +190,12 @@ impl BatchNormBackend for Flex {
             }
         };
         let x = x.to_contiguous();
-        let xs = x.as_slice::<f32>().expect("contiguous f32");
+        let xs = values(&x);
         let mut grad = contiguous(output_grad);
         let (gamma, mean, variance) = (f32s(&gamma), f32s(&mean), f32s(&variance));
         // Per channel: the sum of the gradient and of the gradient times the centred input.
         let sums = {
-            let gs = grad.as_slice::<f32>().expect("contiguous f32");
+            let gs = values(&grad);
             layout.per_channel(|c| {
                 layout.rows(c).fold((0.0, 0.0), |(s, sx), r| {
                     let (a, ax) = grad_sums(&gs[r.clone()], &xs[r], mean[c]);
@@ -208,18 +204,19 @@ impl BatchNormBackend for Flex {
             })
         };
         let m = layout.count() as f64;
-        // x_grad = gamma / std * (g - mean(g) - x_hat * mean(g * x_hat)), as k_g * g + k_x * x + k.
-        let coefficients: Vec<[f32; 3]> = sums
-            .iter()
-            .enumerate()
-            .map(|(c, &(sum_g, sum_gx))| {
-                let inv_std = 1.0 / (variance[c] as f64 + epsilon).sqrt();
-                let k_g = gamma[c] as f64 * inv_std;
-                let k_x = -k_g * inv_std * inv_std * sum_gx / m;
-                let k = -k_g * sum_g / m - k_x * mean[c] as f64;
-                [k_g as f32, k_x as f32, k as f32]
-            })
-            .collect();
+        // x_grad = gamma / std * (g - mean(g) - x_hat * mean(g * x_hat)), as k_g * g + k_x * x + k;
+        // gamma_grad = sum(g * x_hat), beta_grad = sum(g).
+        let mut coefficients = Vec::with_capacity(layout.channels);
+        let mut gamma_grad = Vec::with_capacity(layout.channels);
+        for (c, &(sum_g, sum_gx)) in sums.iter().enumerate() {
+            let inv_std = 1.0 / (variance[c] as f64 + epsilon).sqrt();
+            let k_g = gamma[c] as f64 * inv_std;
+            let k_x = -k_g * inv_std * inv_std * sum_gx / m;
+            let k = -k_g * sum_g / m - k_x * mean[c] as f64;
+            coefficients.push([k_g as f32, k_x as f32, k as f32]);
+            gamma_grad.push((sum_gx * inv_std) as f32);
+        }
+        let beta_grad = sums.iter().map(|&(sum_g, _)| sum_g as f32).collect();
         // The incoming gradient becomes x's: overwritten in place where it is ours alone (copied
         // first where it is shared), rather than a second activation-sized buffer.
         layout.map_rows(grad.storage_mut::<f32>(), |c, row, start| {
@@ -229,18 +226,10 @@ impl BatchNormBackend for Flex {
                 *o = k_g * *o + k_x * v + k;
             }
         });
-        let x_grad = grad;
-        let inv_std = |c: usize| 1.0 / (variance[c] as f64 + epsilon).sqrt();
-        let gamma_grad = sums
-            .iter()
-            .enumerate()
-            .map(|(c, &(_, sum_gx))| (sum_gx * inv_std(c)) as f32)
-            .collect();
-        let beta_grad = sums.iter().map(|&(sum_g, _)| sum_g as f32).collect();
         (
-            x_grad,
-            tensor(gamma_grad, [layout.channels].into()),
-            tensor(beta_grad, [layout.channels].into()),
+            grad,
+            tensor(gamma_grad, [layout.channels]),
+            tensor(beta_grad, [layout.channels]),
         )
     }
 
@@ -424,10 +413,6 @@ fn f32s(t: &FlexTensor) -> Vec<f32> {
         .convert::<f32>()
         .try_into_vec::<f32>()
         .expect("f32 values")
-}
-
-fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 /// Values summed per block in f32 (8 lanes, so that they vectorise), blocks summed in f64: the

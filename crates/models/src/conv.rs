@@ -14,6 +14,7 @@
 //! [`crate::batch_norm`]; convolutions with a bias or groups (EfficientNet's depthwise ones) and
 //! other backends keep burn's `Conv2d::forward`.
 
+use crate::flex::{on_flex, tensor, values};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -22,12 +23,10 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
-};
+use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 #[backend_extension(Flex, Autodiff)]
@@ -53,8 +52,7 @@ pub trait Conv2dBackend: Backend {
 /// `conv.forward(x)`, through [`Conv2dBackend`] where it applies: on `flex` (training or not), a
 /// convolution without bias or groups.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let on_flex = matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
-    if !(on_flex && conv.bias.is_none() && conv.groups == 1) {
+    if !(on_flex(&x.device()) && conv.bias.is_none() && conv.groups == 1) {
         return conv.forward(x);
     }
     let [_, _, height, width] = x.dims();
@@ -108,13 +106,9 @@ impl Conv2dBackend for Flex {
         let geometry = Geometry::new(&x, &weight, &options);
         let x = x.to_contiguous();
         let weight = weight.to_contiguous();
-        let out = geometry.convolve(
-            x.as_slice::<f32>().expect("contiguous f32"),
-            weight.as_slice::<f32>().expect("contiguous f32"),
-        );
+        let out = geometry.convolve(values(&x), values(&weight));
         let [height, width] = geometry.output;
-        let shape = [geometry.batch, geometry.out_channels, height, width];
-        FlexTensor::from_data(TensorData::new(out, shape))
+        tensor(out, [geometry.batch, geometry.out_channels, height, width])
     }
 
     fn conv2d_weight_grad(
@@ -139,11 +133,7 @@ impl Conv2dBackend for Flex {
         };
         let x = x.to_contiguous();
         let g = output_grad.to_contiguous();
-        let grad = geometry.weight_grad(
-            x.as_slice::<f32>().expect("contiguous f32"),
-            g.as_slice::<f32>().expect("contiguous f32"),
-        );
-        FlexTensor::from_data(TensorData::new(grad, weight.shape()))
+        tensor(geometry.weight_grad(values(&x), values(&g)), weight.shape())
     }
 }
 
@@ -262,7 +252,7 @@ impl Geometry {
         if self.batch < rayon::current_num_threads() {
             // Fewer images than threads (one photo's faces): one image at a time, its product
             // split across the threads.
-            let mut columns = vec![0.0f32; taps * positions];
+            let mut columns = vec![0.0f32; self.columns_len()];
             for (out, x) in out
                 .chunks_exact_mut(self.out_channels * positions)
                 .zip(x.chunks_exact(image))
@@ -275,7 +265,7 @@ impl Geometry {
         out.par_chunks_mut(self.out_channels * positions)
             .zip(x.par_chunks(image))
             .for_each_init(
-                || vec![0.0f32; taps * positions],
+                || vec![0.0f32; self.columns_len()],
                 |columns, (out, x)| {
                     let columns = self.unfolded(x, columns);
                     product(out, weight, columns, shape, gemm::Parallelism::None);
@@ -306,7 +296,7 @@ impl Geometry {
             .into_par_iter()
             .map(|run| {
                 let mut acc = vec![0.0f32; self.out_channels * taps];
-                let mut columns = vec![0.0f32; taps * positions];
+                let mut columns = vec![0.0f32; self.columns_len()];
                 for n in run * self.batch / runs..(run + 1) * self.batch / runs {
                     let unfolded = self.unfolded(&x[n * image..(n + 1) * image], &mut columns);
                     let gn = &g[n * grad_image..(n + 1) * grad_image];
@@ -329,14 +319,29 @@ impl Geometry {
         sum
     }
 
-    /// The unfolded image: the image itself for a pointwise convolution (1 x 1, stride 1, no
-    /// padding: EfficientNet's expansions and projections), else written into `columns`.
-    fn unfolded<'a>(&self, x: &'a [f32], columns: &'a mut [f32]) -> &'a [f32] {
-        let pointwise = self.kernel == [1, 1]
+    /// A pointwise convolution (1 x 1, stride 1, no padding: EfficientNet's expansions and
+    /// projections), whose unfolded image is the image itself.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1]
             && self.stride == [1, 1]
             && self.padding == [0, 0]
-            && self.output == self.input;
-        if pointwise {
+            && self.output == self.input
+    }
+
+    /// The length of the buffer [`unfolded`](Self::unfolded) writes into: none for a pointwise
+    /// convolution, which needs no copy.
+    fn columns_len(&self) -> usize {
+        if self.is_pointwise() {
+            0
+        } else {
+            self.taps() * self.positions()
+        }
+    }
+
+    /// The unfolded image: the image itself for a pointwise convolution, else written into
+    /// `columns` (of [`columns_len`](Self::columns_len)).
+    fn unfolded<'a>(&self, x: &'a [f32], columns: &'a mut [f32]) -> &'a [f32] {
+        if self.is_pointwise() {
             x
         } else {
             self.unfold(x, columns);

@@ -20,6 +20,7 @@ pub mod batch_norm;
 pub mod cnn;
 pub mod conv;
 pub mod efficientnet_lite0;
+mod flex;
 pub mod weights;
 
 pub use cnn::{Cnn, CnnConfig};
