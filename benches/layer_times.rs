@@ -19,7 +19,6 @@ use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::tensor::TensorData;
 use gc_models::batch_norm::BatchNormBackend;
 use gc_models::conv::Conv2dBackend;
-use serde_json::{Map, Value};
 #[path = "common.rs"]
 mod common;
 
@@ -95,9 +94,9 @@ fn median_ms(runs: usize, f: impl Fn()) -> f64 {
     times[times.len() / 2]
 }
 
-/// `{"block0.conv_forward": [stock ms, ours ms], ...}` for the four blocks.
-fn run_ours(args: &Args) -> Map<String, Value> {
-    let mut out = Map::new();
+/// `("block0.conv_forward", stock ms, ours ms)`, ... for the four blocks.
+fn run_ours(args: &Args) -> Vec<(String, f64, f64)> {
+    let mut out = Vec::new();
     let mut size = args.size;
     for block in 0..4 {
         let (cin, cout) = (CHANNELS[block], CHANNELS[block + 1]);
@@ -108,13 +107,12 @@ fn run_ours(args: &Args) -> Map<String, Value> {
         let beta = FlexTensor::from_data(TensorData::new(vec![0.0f32; cout], [cout]));
         let opt = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
         let runs = args.runs;
-        let (y, mean, var) = <Flex as BatchNormBackend>::fused_batch_norm_train(
+        let (_, mean, var) = <Flex as BatchNormBackend>::fused_batch_norm_train(
             g.clone(),
             gamma.clone(),
             beta.clone(),
             EPSILON,
         );
-        drop(y);
         let pairs: [(&str, f64, f64); 5] = [
             (
                 "conv_forward",
@@ -217,10 +215,7 @@ fn run_ours(args: &Args) -> Map<String, Value> {
             ),
         ];
         for (name, stock, ours) in pairs {
-            out.insert(
-                format!("block{block}.{name}"),
-                serde_json::json!([stock, ours]),
-            );
+            out.push((format!("block{block}.{name}"), stock, ours));
         }
         eprintln!("block {block} of 4 done");
         size /= 2;
@@ -280,11 +275,8 @@ fn main() -> ExitCode {
     println!("| layer | burn flex as it comes | ours | {framework} | ours/peer |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     let mut totals = [0.0f64; 3];
-    for (key, pair) in &ours {
-        let (stock, mine) = (
-            pair[0].as_f64().unwrap_or(f64::NAN),
-            pair[1].as_f64().unwrap_or(f64::NAN),
-        );
+    for (key, stock, mine) in &ours {
+        let (stock, mine) = (*stock, *mine);
         let theirs = peer.as_ref().and_then(|p| p["times"][key].as_f64());
         totals[0] += stock;
         totals[1] += mine;
