@@ -1,7 +1,9 @@
 //! The notebook CNN's layers one by one, as a training step runs them: convolution forward, its
-//! input and weight gradients, and BatchNorm's training forward and backward, at the four block
+//! input and weight gradients, BatchNorm's training forward and backward, and the 2 x 2 max
+//! pooling's forward (with what the backward needs) and backward, at the four block
 //! shapes of the `train_step` bench (batch 64, 128px, 2 threads). Three columns: burn 0.22.1's
-//! `flex` backend as it comes, ours (`gc_models::conv`, `gc_models::batch_norm`), and PyTorch on
+//! `flex` backend as it comes, ours (`gc_models::conv`, `gc_models::batch_norm`,
+//! `gc_models::max_pool`), and PyTorch on
 //! the same shapes; the ratio is ours/PyTorch. It shows where the training step's time goes and
 //! what our own kernels are worth.
 //!
@@ -16,9 +18,10 @@
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
-use burn::tensor::TensorData;
+use burn::tensor::{IntDType, TensorData};
 use gc_models::batch_norm::BatchNormBackend;
 use gc_models::conv::Conv2dBackend;
+use gc_models::max_pool::MaxPoolBackend;
 #[path = "common.rs"]
 mod common;
 
@@ -113,7 +116,18 @@ fn run_ours(args: &Args) -> Vec<(String, f64, f64)> {
             beta.clone(),
             EPSILON,
         );
-        let pairs: [(&str, f64, f64); 5] = [
+        let pooled = tensor([args.batch, cout, size / 2, size / 2], 4);
+        let indices = <Flex as ModuleOps<Flex>>::max_pool2d_with_indices(
+            g.clone(),
+            [2, 2],
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            false,
+            IntDType::I64,
+        )
+        .indices;
+        let pairs: [(&str, f64, f64); 7] = [
             (
                 "conv_forward",
                 median_ms(runs, || {
@@ -210,6 +224,49 @@ fn run_ours(args: &Args) -> Vec<(String, f64, f64)> {
                         var.clone(),
                         EPSILON,
                         g.clone(),
+                    ));
+                }),
+            ),
+            (
+                // What a training step runs: flex keeps the indices for the backward.
+                "maxpool_forward",
+                median_ms(runs, || {
+                    black_box(<Flex as ModuleOps<Flex>>::max_pool2d_with_indices(
+                        g.clone(),
+                        [2, 2],
+                        [2, 2],
+                        [0, 0],
+                        [1, 1],
+                        false,
+                        IntDType::I64,
+                    ));
+                }),
+                median_ms(runs, || {
+                    black_box(<Flex as MaxPoolBackend>::max_pool2d_tiled(
+                        g.clone(),
+                        [2, 2],
+                    ));
+                }),
+            ),
+            (
+                "maxpool_backward",
+                median_ms(runs, || {
+                    black_box(<Flex as ModuleOps<Flex>>::max_pool2d_with_indices_backward(
+                        g.clone(),
+                        [2, 2],
+                        [2, 2],
+                        [0, 0],
+                        [1, 1],
+                        false,
+                        pooled.clone(),
+                        indices.clone(),
+                    ));
+                }),
+                median_ms(runs, || {
+                    black_box(<Flex as MaxPoolBackend>::max_pool2d_tiled_backward(
+                        g.clone(),
+                        [2, 2],
+                        pooled.clone(),
                     ));
                 }),
             ),

@@ -1,5 +1,5 @@
-//! One training step of the notebook CNN, ours (burn's `flex` CPU backend, with the convolution
-//! and BatchNorm kernels of `gc_models::conv` and `gc_models::batch_norm`) against PyTorch (and
+//! One training step of the notebook CNN, ours (burn's `flex` CPU backend, with the convolution,
+//! BatchNorm and max-pooling kernels of `gc_models::{conv, batch_norm, max_pool}`) against PyTorch (and
 //! TensorFlow's figure is in docs/BENCHMARKS.md), and inference of the built-in model.
 //!
 //! ```text
@@ -235,7 +235,7 @@ fn drive(args: &Args) -> Result<(), String> {
     );
     println!();
     println!(
-        "| measure | gc-train (burn flex + our conv and BatchNorm kernels) | {peer_name} | ours/peer |"
+        "| measure | gc-train (burn flex + our conv, BatchNorm and max-pool kernels) | {peer_name} | ours/peer |"
     );
     println!("| --- | ---: | ---: | ---: |");
     println!(

@@ -1,5 +1,6 @@
 """PyTorch peer of `cargo bench --workspace --bench layer_times`: the notebook CNN's convolution
-forward, input and weight gradients, and BatchNorm training forward and backward, at the same four
+forward, input and weight gradients, BatchNorm training forward and backward, and 2x2 max pooling
+forward (with indices, as autograd runs it) and backward, at the same four
 block shapes, timed the same way (median of --runs calls after one unmeasured call). Prints one
 JSON object on stdout.
 
@@ -56,6 +57,15 @@ def main():
                 a.runs,
                 lambda: torch.ops.aten.native_batch_norm_backward(
                     g, g, gamma, None, None, save_mean, save_invstd, True, EPSILON, [True, True, True]),
+            )
+            times[f"block{block}.maxpool_forward"] = median_ms(
+                a.runs, lambda: F.max_pool2d(g, 2, return_indices=True))
+            pooled = torch.rand(a.batch, cout, size // 2, size // 2) - 0.5
+            _, indices = F.max_pool2d(g, 2, return_indices=True)
+            times[f"block{block}.maxpool_backward"] = median_ms(
+                a.runs,
+                lambda: torch.ops.aten.max_pool2d_with_indices_backward(
+                    pooled, g, [2, 2], [2, 2], [0, 0], [1, 1], False, indices),
             )
         size //= 2
     print(json.dumps({"framework": f"pytorch {torch.__version__}", "times": times}))

@@ -8,6 +8,7 @@
 
 use crate::batch_norm::batch_norm;
 use crate::conv::conv2d;
+use crate::max_pool::max_pool2d;
 use crate::{ImageClassifier, Normalization};
 use burn::config::Config;
 use burn::module::Module;
@@ -87,10 +88,8 @@ pub struct ConvBlock {
 impl ConvBlock {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         // [b, c_in, h, w] -> [b, c_out, h/2, w/2]
-        self.pool.forward(
-            self.activation
-                .forward(batch_norm(&self.bn, conv2d(&self.conv, x))),
-        )
+        let x = batch_norm(&self.bn, conv2d(&self.conv, x));
+        max_pool2d(&self.pool, self.activation.forward(x))
     }
 }
 

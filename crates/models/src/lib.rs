@@ -7,8 +7,9 @@
 //! | [`cnn`] | the notebook CNN: 4 x (conv3x3 + BatchNorm + ReLU + maxpool), global average pool, linear |
 //! | [`efficientnet_lite0`] | EfficientNet-Lite0, initialised from the ImageNet weights of the PyTorch port |
 //!
-//! [`batch_norm`] is the BatchNorm both use in training on the CPU: one kernel for what burn
-//! composes out of a dozen tensor operations.
+//! [`batch_norm`], [`conv`] and [`max_pool`] are the layers they use on the CPU (`flex`), with
+//! kernels of our own where burn's were the slow part of a training step or of inference; each
+//! falls back to burn's layer elsewhere.
 //!
 //! Normalisation (mean/std) is part of a model's config and applied inside `forward`, so a caller
 //! always feeds `[0, 1]` pixels and cannot pair a model with the wrong statistics.
@@ -21,6 +22,7 @@ pub mod cnn;
 pub mod conv;
 pub mod efficientnet_lite0;
 mod flex;
+pub mod max_pool;
 pub mod weights;
 
 pub use cnn::{Cnn, CnnConfig};

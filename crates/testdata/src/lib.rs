@@ -2,12 +2,17 @@
 //! (`../shared/` from its root), never from copies in it. This crate finds that folder once for
 //! all of them, wherever the workspace is checked out (a CI clone, a worktree).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `shared/` beside the repository: the first folder above this crate that holds `shared/data`
 /// and `shared/models`. Panics with what is missing, since no test can run without it.
 pub fn shared_dir() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Where the running test's crate is, as cargo tells the test at run time, before where this
+    // crate was compiled: cargo reuses a compiled crate across checkouts of the same workspace
+    // when its sources are older than the build (one shared target directory), and the
+    // compile-time path then names the other checkout.
+    let run_time = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let here = run_time.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     let dir = here
         .ancestors()
         .map(|a| a.join("shared"))
