@@ -116,17 +116,20 @@ fn run_ours(args: &Args) -> Vec<(String, f64, f64)> {
             beta.clone(),
             EPSILON,
         );
+        // What a training step runs on flex: the pooling keeps the indices for the backward.
+        let flex_pool = || {
+            <Flex as ModuleOps<Flex>>::max_pool2d_with_indices(
+                g.clone(),
+                [2, 2],
+                [2, 2],
+                [0, 0],
+                [1, 1],
+                false,
+                IntDType::I64,
+            )
+        };
         let pooled = tensor([args.batch, cout, size / 2, size / 2], 4);
-        let indices = <Flex as ModuleOps<Flex>>::max_pool2d_with_indices(
-            g.clone(),
-            [2, 2],
-            [2, 2],
-            [0, 0],
-            [1, 1],
-            false,
-            IntDType::I64,
-        )
-        .indices;
+        let indices = flex_pool().indices;
         let pairs: [(&str, f64, f64); 7] = [
             (
                 "conv_forward",
@@ -228,18 +231,9 @@ fn run_ours(args: &Args) -> Vec<(String, f64, f64)> {
                 }),
             ),
             (
-                // What a training step runs: flex keeps the indices for the backward.
                 "maxpool_forward",
                 median_ms(runs, || {
-                    black_box(<Flex as ModuleOps<Flex>>::max_pool2d_with_indices(
-                        g.clone(),
-                        [2, 2],
-                        [2, 2],
-                        [0, 0],
-                        [1, 1],
-                        false,
-                        IntDType::I64,
-                    ));
+                    black_box(flex_pool());
                 }),
                 median_ms(runs, || {
                     black_box(<Flex as MaxPoolBackend>::max_pool2d_tiled(
