@@ -1,5 +1,5 @@
-//! What the flex kernels of [`crate::conv`] and [`crate::batch_norm`] share: where they apply,
-//! and moving values between flex tensors and slices.
+//! What the flex kernels of [`crate::conv`], [`crate::batch_norm`] and [`crate::max_pool`] share:
+//! where they apply, and moving values between flex tensors and slices.
 
 use burn::backend::DispatchDevice;
 use burn::backend::flex::FlexTensor;

@@ -63,8 +63,8 @@ impl MaxPoolBackend for Flex {
         };
         let x = x.to_contiguous();
         let xs = values(&x);
-        let mut out = vec![0.0f32; tiling.planes * tiling.out_plane()];
-        tiling.for_each_plane(&mut out, |plane, out| {
+        let mut out = vec![0.0f32; tiling.batch * tiling.channels * tiling.out_plane()];
+        tiling.for_each_plane(&mut out, tiling.out_plane(), |plane, out| {
             let input = &xs[plane * tiling.in_plane()..][..tiling.in_plane()];
             tiling.pool_plane(input, out);
         });
@@ -108,7 +108,7 @@ impl MaxPoolBackend for Flex {
         let (xs, gs) = (values(&x), values(&g));
         // Every value outside a window's maximum (and outside every window) gets no gradient.
         let mut x_grad = vec![0.0f32; xs.len()];
-        tiling.for_each_plane_of_input(&mut x_grad, |plane, x_grad| {
+        tiling.for_each_plane(&mut x_grad, tiling.in_plane(), |plane, x_grad| {
             let input = &xs[plane * tiling.in_plane()..][..tiling.in_plane()];
             let grad = &gs[plane * tiling.out_plane()..][..tiling.out_plane()];
             tiling.unpool_plane(input, grad, x_grad);
@@ -171,7 +171,6 @@ impl<B: Backend + MaxPoolBackend, C: CheckpointStrategy> MaxPoolBackend for Auto
 /// An NCHW f32 tensor cut into `kernel` windows, `batch * channels` planes of them.
 #[derive(Clone, Copy)]
 struct Tiling {
-    planes: usize,
     channels: usize,
     batch: usize,
     input: [usize; 2],
@@ -190,7 +189,6 @@ impl Tiling {
             return None;
         }
         Some(Tiling {
-            planes: batch * channels,
             channels,
             batch,
             input: [height, width],
@@ -294,32 +292,20 @@ impl Tiling {
         }
     }
 
-    /// `f(plane, that plane of out)` over the output planes, in parallel.
-    fn for_each_plane(&self, out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-        Self::planes_of(out, self.out_plane(), self.in_plane(), f);
-    }
-
-    /// `f(plane, that plane of x_grad)` over the input planes, in parallel.
-    fn for_each_plane_of_input(
+    /// `f(p, plane p of data)` over `data` cut into planes of `plane` values (the output's or
+    /// the input's), in parallel.
+    fn for_each_plane(
         &self,
-        x_grad: &mut [f32],
-        f: impl Fn(usize, &mut [f32]) + Sync + Send,
-    ) {
-        Self::planes_of(x_grad, self.in_plane(), self.in_plane(), f);
-    }
-
-    fn planes_of(
         data: &mut [f32],
         plane: usize,
-        work: usize,
         f: impl Fn(usize, &mut [f32]) + Sync + Send,
     ) {
         if plane == 0 {
             return;
         }
         // Small planes (the last blocks: 8 x 8 and less) would drown in rayon's overhead one by
-        // one.
-        let min_planes = (4096 / work.max(1)).max(1);
+        // one; each task reads one input plane, whichever side it writes.
+        let min_planes = (4096 / self.in_plane().max(1)).max(1);
         data.par_chunks_mut(plane)
             .with_min_len(min_planes)
             .enumerate()
