@@ -11,6 +11,7 @@ pub mod model;
 pub mod photos;
 pub mod place;
 pub mod run;
+pub mod tta;
 
 pub use inputs::{Input, expand};
 pub use labelled::{LabelledImage, ModelRun, read_labelled, run_labelled, thumbnail_data_uri};

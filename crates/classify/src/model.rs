@@ -7,6 +7,7 @@
 //! | `path/to/dir` with `model.json` | a model trained by `gender-classifier train` |
 //! | `path/to/dir` with `config.json` | a Hugging Face image-classification checkpoint |
 //! | `hf:OWNER/NAME[@REVISION]` | the same, fetched once into the Hugging Face cache |
+//! | `flip:MODEL` | any of the above, run on each face and its mirror image, the two averaged |
 
 use gc_core::{Classifier, ModelError};
 use std::path::{Path, PathBuf};
@@ -25,11 +26,25 @@ pub enum ModelSpec {
         repo: String,
         revision: Option<String>,
     },
+    /// Test-time augmentation: the model's predictions on each image and its mirror, averaged.
+    Flip(Box<ModelSpec>),
 }
 
 impl ModelSpec {
     /// Resolves a `--model` value (and `--preset`, which only ONNX files take).
     pub fn parse(value: Option<&str>, preset: Option<&str>) -> Result<ModelSpec, ModelError> {
+        if let Some(rest) = value.and_then(|v| v.strip_prefix("flip:")) {
+            if rest.starts_with("flip:") {
+                return Err(ModelError::Format {
+                    path: value.unwrap_or_default().to_string(),
+                    reason: "flip: given twice".into(),
+                });
+            }
+            return Ok(ModelSpec::Flip(Box::new(ModelSpec::parse(
+                Some(rest),
+                preset,
+            )?)));
+        }
         let spec = match value {
             None | Some("builtin") | Some("built-in") => ModelSpec::Builtin,
             Some(v) if v.starts_with("hf:") => {
@@ -114,6 +129,7 @@ pub fn load(spec: &ModelSpec) -> Result<Box<dyn Classifier>, ModelError> {
             repo,
             revision.as_deref(),
         )?)),
+        ModelSpec::Flip(inner) => Ok(Box::new(crate::tta::FlipAveraged::new(load(inner)?))),
     }
 }
 
@@ -137,6 +153,12 @@ mod tests {
             }
         );
         assert!(ModelSpec::parse(Some("hf:nope"), None).is_err());
+        assert_eq!(
+            ModelSpec::parse(Some("flip:builtin"), None).unwrap(),
+            ModelSpec::Flip(Box::new(ModelSpec::Builtin))
+        );
+        assert!(ModelSpec::parse(Some("flip:flip:builtin"), None).is_err());
+        assert!(ModelSpec::parse(Some("flip:hf:nope"), None).is_err());
 
         let onnx = dir.path().join("m.onnx");
         std::fs::write(&onnx, b"x").unwrap();
@@ -148,6 +170,12 @@ mod tests {
                 preset: Some("dlib".into())
             }
         );
+        let flip = format!("flip:{}", onnx.display());
+        assert_eq!(
+            ModelSpec::parse(Some(&flip), Some("dlib")).unwrap(),
+            ModelSpec::Flip(Box::new(spec.clone()))
+        );
+        assert!(ModelSpec::parse(Some("flip:builtin"), Some("dlib")).is_err());
 
         let hf = dir.path().join("hf");
         std::fs::create_dir(&hf).unwrap();

@@ -101,7 +101,8 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// A model to compare (repeat: --model A --model B ...). `builtin` names the built-in model.
+    /// A model to compare (repeat: --model A --model B ...). `builtin` names the built-in model,
+    /// `flip:MODEL` a model averaged over each face and its mirror image.
     #[arg(long = "model", short, required = true)]
     pub models: Vec<String>,
 
@@ -175,7 +176,8 @@ pub struct PredictArgs {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// The model: an .onnx file, a folder trained by `train` (model.json) or in Hugging Face format
-    /// (config.json), or hf:OWNER/NAME[@REVISION]. Default: the built-in model.
+    /// (config.json), or hf:OWNER/NAME[@REVISION]. Default: the built-in model. `flip:MODEL` runs
+    /// MODEL on each face and its mirror image and averages the two (twice the work).
     #[arg(long, short)]
     pub model: Option<String>,
 

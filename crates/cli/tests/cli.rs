@@ -336,6 +336,53 @@ fn the_built_in_model_is_the_default() {
     assert_eq!(again, stdout);
 }
 
+#[test]
+fn flip_averages_each_face_and_its_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 64x64 PNGs, the built-in model's input size: no resampling, so the mirror the model sees
+    // inside `flip:` is exactly the mirrored file.
+    let (mut plain, mut mirrored) = (Vec::new(), Vec::new());
+    for (i, face) in real_faces(d, 4).iter().enumerate() {
+        let img = image::open(face)
+            .unwrap()
+            .resize_exact(64, 64, image::imageops::FilterType::Triangle)
+            .to_rgb8();
+        let p = d.join(format!("face{i}.png"));
+        img.save(&p).unwrap();
+        let m = d.join(format!("mirror{i}.png"));
+        image::imageops::flip_horizontal(&img).save(&m).unwrap();
+        plain.push(p);
+        mirrored.push(m);
+    }
+    let p_female = |model: &str, files: &[PathBuf]| -> Vec<f64> {
+        let (code, stdout, stderr) = run(bin()
+            .args(["predict", "--json", "--model", model])
+            .args(files));
+        assert_eq!(code, 0, "{model}: {stderr}");
+        json_lines(&stdout)
+            .iter()
+            .map(|row| row["probabilities"]["female"].as_f64().unwrap())
+            .collect()
+    };
+    let a = p_female("builtin", &plain);
+    let b = p_female("builtin", &mirrored);
+    let both = p_female("flip:builtin", &plain);
+    assert_eq!(both.len(), 4);
+    for i in 0..4 {
+        let want = 0.5 * (a[i] + b[i]);
+        assert!(
+            (both[i] - want).abs() < 1e-5,
+            "face {i}: {} vs {want}",
+            both[i]
+        );
+    }
+    assert!(
+        a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-4),
+        "the mirror changed no answer, so the test shows nothing: {a:?} {b:?}"
+    );
+}
+
 /// The numeric user id this test runs as (`id -u`).
 fn effective_uid() -> u32 {
     let out = Command::new("id").arg("-u").output().unwrap();

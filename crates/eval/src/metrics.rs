@@ -144,6 +144,11 @@ pub struct Evaluation {
     pub failures: Vec<Failure>,
 }
 
+/// The ages of the adults-only race table: the model card's intended users, 20 to 69.
+pub const ADULT_AGES: std::ops::Range<u32> = 20..70;
+/// The name (`GroupTable::by`) of the race table over `ADULT_AGES` only.
+pub const ADULT_RACE_TABLE: &str = "race, ages 20-69";
+
 /// Evaluates `samples`.
 pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
     let n = samples.len();
@@ -200,6 +205,20 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
             samples,
             opts,
             race,
+            Race::ALL.iter().map(|r| r.to_string()).collect(),
+        ),
+        // UTKFace's race groups differ in age (27% of its Asian test faces are under 10, 3.5% of
+        // its Black ones), and children are the hardest faces for every model, so the race table
+        // alone mixes a race effect with an age one; the same table over adults separates them.
+        table(
+            ADULT_RACE_TABLE,
+            samples,
+            opts,
+            |s| {
+                s.age
+                    .filter(|a| ADULT_AGES.contains(a))
+                    .and_then(|_| race(s))
+            },
             Race::ALL.iter().map(|r| r.to_string()).collect(),
         ),
         table(
@@ -449,6 +468,13 @@ mod tests {
         // TPR: white 1/2, asian 1/1 -> 0.5; FPR: white 0/1, black 1/2 -> 0.5.
         assert!(close(race.gaps.tpr.as_ref().unwrap().value, 0.5));
         assert!(close(race.gaps.fpr.as_ref().unwrap().value, 0.5));
+
+        // Adults only: a, b, c (white, 25-35); d and e are babies, f is 72.
+        let adults = e.groups.iter().find(|g| g.by == ADULT_RACE_TABLE).unwrap();
+        let n: Vec<usize> = adults.rows.iter().map(|r| r.n).collect();
+        assert_eq!(n, [3, 0, 0, 0, 0], "{:?}", adults.rows);
+        assert_eq!(adults.rows[0].accuracy.k, 2);
+        assert_eq!(adults.gaps.accuracy, None, "one group has no gap");
 
         let age = e.groups.iter().find(|g| g.by == "age").unwrap();
         let baby = age.rows.iter().find(|r| r.group == "0-2").unwrap();

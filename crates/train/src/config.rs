@@ -168,6 +168,20 @@ pub enum Balance {
     /// Every (race, gender) cell of the training set weighs the same in total, from the UTKFace
     /// labels in the file names: a group with few images is not outvoted by a large one.
     RaceGender,
+    /// Every (age bucket, gender) cell weighs the same in total: children and the elderly, whom
+    /// the model fails most and who are few in UTKFace, count more.
+    AgeGender,
+}
+
+impl Balance {
+    /// The value `--balance` takes for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Balance::None => "none",
+            Balance::RaceGender => "race-gender",
+            Balance::AgeGender => "age-gender",
+        }
+    }
 }
 
 impl std::str::FromStr for Balance {
@@ -176,8 +190,9 @@ impl std::str::FromStr for Balance {
         match s {
             "none" => Ok(Balance::None),
             "race-gender" => Ok(Balance::RaceGender),
+            "age-gender" => Ok(Balance::AgeGender),
             _ => Err(TrainError::Config(format!(
-                "balance {s:?}: expected none or race-gender"
+                "balance {s:?}: expected none, race-gender or age-gender"
             ))),
         }
     }

@@ -79,8 +79,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N")]
     pub patience: Option<usize>,
 
-    /// Loss weights: none, or race-gender (every race x gender cell of the training set weighs the
-    /// same in total; UTKFace file names give the cells).
+    /// Loss weights: none, race-gender (every race x gender cell of the training set weighs the
+    /// same in total) or age-gender (every age bucket x gender cell does); UTKFace file names give
+    /// the cells.
     #[arg(long, default_value = "none", value_parser = parse_balance)]
     pub balance: Balance,
 }
