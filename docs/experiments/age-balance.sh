@@ -3,7 +3,7 @@
 # model's recipe (30 epochs, same seed and split) with every age bucket x gender cell of the
 # training split weighing the same in the loss (--balance age-gender), compared on the test split
 # with the built-in model (the same recipe unweighted) and with both run on each face and its
-# mirror (flip:). About 70 minutes on 2 cores.
+# mirror (flip:). About an hour on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=target/release/gender-classifier
