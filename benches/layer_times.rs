@@ -116,15 +116,18 @@ fn run_ours(args: &Args) -> Vec<(String, f64, f64)> {
             beta.clone(),
             EPSILON,
         );
+        // The notebook CNN's pooling, as flex's pooling ops take it: kernel, stride, padding,
+        // dilation, ceil mode.
+        let (kernel, stride, padding, dilation, ceil) = ([2, 2], [2, 2], [0, 0], [1, 1], false);
         // What a training step runs on flex: the pooling keeps the indices for the backward.
         let flex_pool = || {
             <Flex as ModuleOps<Flex>>::max_pool2d_with_indices(
                 g.clone(),
-                [2, 2],
-                [2, 2],
-                [0, 0],
-                [1, 1],
-                false,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                ceil,
                 IntDType::I64,
             )
         };
@@ -238,7 +241,7 @@ fn run_ours(args: &Args) -> Vec<(String, f64, f64)> {
                 median_ms(runs, || {
                     black_box(<Flex as MaxPoolBackend>::max_pool2d_tiled(
                         g.clone(),
-                        [2, 2],
+                        kernel,
                     ));
                 }),
             ),
@@ -247,11 +250,11 @@ fn run_ours(args: &Args) -> Vec<(String, f64, f64)> {
                 median_ms(runs, || {
                     black_box(<Flex as ModuleOps<Flex>>::max_pool2d_with_indices_backward(
                         g.clone(),
-                        [2, 2],
-                        [2, 2],
-                        [0, 0],
-                        [1, 1],
-                        false,
+                        kernel,
+                        stride,
+                        padding,
+                        dilation,
+                        ceil,
                         pooled.clone(),
                         indices.clone(),
                     ));
@@ -259,7 +262,7 @@ fn run_ours(args: &Args) -> Vec<(String, f64, f64)> {
                 median_ms(runs, || {
                     black_box(<Flex as MaxPoolBackend>::max_pool2d_tiled_backward(
                         g.clone(),
-                        [2, 2],
+                        kernel,
                         pooled.clone(),
                     ));
                 }),

@@ -474,22 +474,10 @@ fn grad_sums(g: &[f32], x: &[f32], mean: f32) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{close, under_weighted_loss};
     use burn::module::{Param, RunningState};
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Device, Distribution};
-
-    fn close(ours: Tensor<1>, burns: Tensor<1>, tolerance: f32, what: &str) {
-        let (a, b) = (ours.into_data(), burns.into_data());
-        let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
-        assert_eq!(a.len(), b.len(), "{what}: lengths");
-        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= tolerance * scale,
-                "{what}[{i}]: ours {x}, burn's {y}"
-            );
-        }
-    }
 
     /// Forward, backward and running statistics against burn's own `BatchNorm::forward`, on an
     /// input with a large mean (where a naive E[x^2] - E[x]^2 cancels) and a weighted loss (so
@@ -512,18 +500,16 @@ mod tests {
         let weights = Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
 
         let run = |bn: &BatchNorm, fused: bool| {
-            let x = x.clone().require_grad();
-            let y = if fused {
-                batch_norm(bn, x.clone())
-            } else {
-                bn.forward(x.clone())
-            };
-            let out = y.clone().flatten::<1>(0, 3);
-            let grads = (y * weights.clone()).sum().backward();
-            let x_grad = x.grad(&grads).unwrap().flatten::<1>(0, 3);
+            let (y, x_grad, grads) = under_weighted_loss(&x, &weights, |x| {
+                if fused {
+                    batch_norm(bn, x)
+                } else {
+                    bn.forward(x)
+                }
+            });
             let g = bn.gamma.val().grad(&grads).unwrap();
             let b = bn.beta.val().grad(&grads).unwrap();
-            (out.inner(), x_grad, g, b)
+            (y, x_grad, g, b)
         };
         let ours = run(&bn, true);
         let burns = run(&reference, false);

@@ -477,21 +477,9 @@ fn gemm_f32(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{close, under_weighted_loss};
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution};
-
-    fn close(ours: Tensor<4>, burns: Tensor<4>, tolerance: f32, what: &str) {
-        assert_eq!(ours.dims(), burns.dims(), "{what}: shapes");
-        let (a, b) = (ours.into_data(), burns.into_data());
-        let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
-        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= tolerance * scale,
-                "{what}[{i}]: ours {x}, burn's {y}"
-            );
-        }
-    }
 
     /// Output, input gradient and weight gradient against burn's `Conv2d::forward`, under a
     /// weighted loss.
@@ -503,16 +491,14 @@ mod tests {
         let out_dims = conv.forward(x.clone()).dims();
         let weights = Tensor::<4>::random(out_dims, Distribution::Uniform(-1.0, 1.0), &device);
         let run = |fused: bool| {
-            let x = x.clone().require_grad();
-            let y = if fused {
-                conv2d(&conv, x.clone())
-            } else {
-                conv.forward(x.clone())
-            };
-            let grads = (y.clone() * weights.clone()).sum().backward();
-            let x_grad = x.grad(&grads).unwrap();
-            let w_grad = conv.weight.val().grad(&grads).unwrap();
-            (y.inner(), x_grad, w_grad)
+            let (y, x_grad, grads) = under_weighted_loss(&x, &weights, |x| {
+                if fused {
+                    conv2d(&conv, x)
+                } else {
+                    conv.forward(x)
+                }
+            });
+            (y, x_grad, conv.weight.val().grad(&grads).unwrap())
         };
         let ours = run(true);
         let burns = run(false);

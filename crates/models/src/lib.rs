@@ -23,6 +23,8 @@ pub mod conv;
 pub mod efficientnet_lite0;
 mod flex;
 pub mod max_pool;
+#[cfg(test)]
+mod testing;
 pub mod weights;
 
 pub use cnn::{Cnn, CnnConfig};
