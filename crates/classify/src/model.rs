@@ -33,10 +33,12 @@ pub enum ModelSpec {
 impl ModelSpec {
     /// Resolves a `--model` value (and `--preset`, which only ONNX files take).
     pub fn parse(value: Option<&str>, preset: Option<&str>) -> Result<ModelSpec, ModelError> {
-        if let Some(rest) = value.and_then(|v| v.strip_prefix("flip:")) {
+        if let Some(v) = value
+            && let Some(rest) = v.strip_prefix("flip:")
+        {
             if rest.starts_with("flip:") {
                 return Err(ModelError::Format {
-                    path: value.unwrap_or_default().to_string(),
+                    path: v.to_string(),
                     reason: "flip: given twice".into(),
                 });
             }

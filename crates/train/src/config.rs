@@ -182,6 +182,18 @@ impl Balance {
             Balance::AgeGender => "age-gender",
         }
     }
+
+    /// The cell an image with these UTKFace labels weighs in (a race or an age bucket, by index,
+    /// with the gender); `None` when every image counts the same.
+    pub fn cell(self, label: &gc_dataset::UtkLabel) -> Option<(usize, gc_core::Gender)> {
+        match self {
+            Balance::None => None,
+            Balance::RaceGender => Some((label.race as usize, label.gender)),
+            Balance::AgeGender => {
+                Some((gc_core::AgeBucket::of_age(label.age) as usize, label.gender))
+            }
+        }
+    }
 }
 
 impl std::str::FromStr for Balance {

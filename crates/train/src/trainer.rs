@@ -194,12 +194,7 @@ pub fn train(
     };
     let weights = match config.balance {
         Balance::None => None,
-        Balance::RaceGender => Some(cell_weights(&data.train, config.balance, |l| {
-            (l.race as usize, l.gender)
-        })?),
-        Balance::AgeGender => Some(cell_weights(&data.train, config.balance, |l| {
-            (gc_core::AgeBucket::of_age(l.age) as usize, l.gender)
-        })?),
+        balance => Some(cell_weights(&data.train, balance)?),
     };
     let run = Run {
         config,
@@ -336,15 +331,11 @@ fn weighted_cross_entropy(
     (picked.neg() * weights.clone()).sum() / weights.sum()
 }
 
-/// Weights that give every cell of `samples` (a race or age bucket, with a gender) the same
-/// total: `n / (cells * n_cell)`, so they average 1. The cells come from UTKFace file names; a name
-/// without them is an error.
-fn cell_weights(
-    samples: &[Sample],
-    balance: Balance,
-    cell: impl Fn(&gc_dataset::UtkLabel) -> (usize, gc_core::Gender),
-) -> Result<Vec<f32>, TrainError> {
-    let cells: Vec<(usize, gc_core::Gender)> = samples
+/// Weights that give every cell of `samples` (`Balance::cell`: a race or age bucket, with a
+/// gender) the same total: `n / (cells * n_cell)`, so they average 1. The cells come from UTKFace
+/// file names; a name without them is an error.
+fn cell_weights(samples: &[Sample], balance: Balance) -> Result<Vec<f32>, TrainError> {
+    let cells: Vec<Option<(usize, gc_core::Gender)>> = samples
         .iter()
         .map(|s| {
             let name = s
@@ -353,7 +344,7 @@ fn cell_weights(
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default();
             gc_dataset::parse_utkface_name(&name)
-                .map(|p| cell(&p.label))
+                .map(|p| balance.cell(&p.label))
                 .map_err(|e| {
                     TrainError::Data(format!(
                         "{}: --balance {} needs UTKFace file names: {e}",
@@ -676,24 +667,22 @@ mod tests {
             sample("34_0_0_2017.jpg.chip.jpg", 1),
             sample("35_0_0_2017.jpg.chip.jpg", 1),
         ];
-        let by_race = |l: &gc_dataset::UtkLabel| (l.race as usize, l.gender);
-        let w = cell_weights(&samples, Balance::RaceGender, by_race).unwrap();
+        let w = cell_weights(&samples, Balance::RaceGender).unwrap();
         // n / (cells * n_cell) = 6 / (3 * 3), 6 / (3 * 1), 6 / (3 * 2).
         let want = [2.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0, 2.0, 1.0, 1.0];
         for (a, b) in w.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{w:?}");
         }
         assert!((w.iter().sum::<f32>() - 6.0).abs() < 1e-5);
-        let err =
-            cell_weights(&[sample("holiday.jpg", 0)], Balance::RaceGender, by_race).unwrap_err();
+        let err = cell_weights(&[sample("holiday.jpg", 0)], Balance::RaceGender).unwrap_err();
         assert!(err.to_string().contains("holiday.jpg"), "{err}");
         assert!(err.to_string().contains("race-gender"), "{err}");
     }
 
     #[test]
     fn every_age_gender_cell_weighs_the_same() {
-        // A girl of 1 and one of 2 (same bucket, 0-2), a girl of 5, three women of 20-29 and
-        // 31 (two buckets), and a man of 40: five cells over seven images.
+        // Girls of 1 and 2 (one bucket, 0-2), a girl of 5, women of 20, 29 and 31 (buckets 20-29
+        // and 30-39), and a man of 40: five cells over seven images.
         let samples = [
             sample("1_1_2_2017.jpg.chip.jpg", 0),
             sample("2_1_0_2017.jpg.chip.jpg", 0),
@@ -703,9 +692,7 @@ mod tests {
             sample("31_1_0_2017.jpg.chip.jpg", 0),
             sample("40_0_0_2017.jpg.chip.jpg", 1),
         ];
-        let by_age =
-            |l: &gc_dataset::UtkLabel| (gc_core::AgeBucket::of_age(l.age) as usize, l.gender);
-        let w = cell_weights(&samples, Balance::AgeGender, by_age).unwrap();
+        let w = cell_weights(&samples, Balance::AgeGender).unwrap();
         // 7 / (5 * n_cell): cells of 2 (0-2 female, 20-29 female) and of 1.
         let want = [0.7, 0.7, 1.4, 0.7, 0.7, 1.4, 1.4];
         for (a, b) in w.iter().zip(want) {
