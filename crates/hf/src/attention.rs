@@ -12,14 +12,18 @@
 use crate::activation::horner;
 use rayon::prelude::*;
 
-/// Softmax attention of every token over all tokens, no mask, for `qkv` =
-/// `[batch, tokens, 3 * hidden]` (query, key, value side by side, heads in order within each):
-/// returns `[batch, tokens, hidden]`, heads concatenated. Scores are scaled by
+/// Softmax attention over all tokens, no mask, for `qkv` = `[batch, tokens, 3 * hidden]` (query,
+/// key, value side by side, heads in order within each), of the first `queries` tokens of each
+/// image: returns `[batch, queries, hidden]`, heads concatenated. Scores are scaled by
 /// `1 / sqrt(head_dim)`, as ViT and SigLIP do.
+///
+/// `queries` is `tokens` inside an encoder; a last layer whose classifier reads only the CLS token
+/// asks for 1 (the other rows of the scores would be computed and thrown away).
 pub fn multi_head(
     qkv: &[f32],
     batch: usize,
     tokens: usize,
+    queries: usize,
     hidden: usize,
     heads: usize,
 ) -> Vec<f32> {
@@ -28,13 +32,14 @@ pub fn multi_head(
         batch * tokens * 3 * hidden,
         "qkv has the wrong length"
     );
+    assert!(queries <= tokens, "more queries than tokens");
     assert!(
         heads > 0 && hidden.is_multiple_of(heads),
         "hidden must split into heads"
     );
     let head_dim = hidden / heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let mut out = vec![0f32; batch * tokens * hidden];
+    let mut out = vec![0f32; batch * queries * hidden];
     if out.is_empty() {
         return out;
     }
@@ -43,7 +48,7 @@ pub fn multi_head(
     // One task per (image, head): at batch 1 there are still as many tasks as heads. Each task
     // writes only its head's columns of its image's rows, so the tasks never write the same value.
     (0..batch * heads).into_par_iter().for_each_init(
-        || vec![0f32; tokens * tokens],
+        || vec![0f32; queries * tokens],
         |scores, task| {
             let (image, head) = (task / heads, task % heads);
             let base = image * tokens * row + head * head_dim;
@@ -54,16 +59,16 @@ pub fn multi_head(
             );
             // SAFETY: `q`, `k`, `v` start inside `qkv` and every element read, at most
             // `(tokens - 1) * row + head_dim - 1` past the start, is inside it too (checked by the
-            // length assertion above). `scores` holds `tokens * tokens` values. The output block
-            // of this (image, head), rows of `hidden` values from `image * tokens * hidden + head *
-            // head_dim`, lies inside `out`, which outlives the parallel loop, and no other task
-            // writes it.
+            // length assertion above). `scores` holds `queries * tokens` values. The output block
+            // of this (image, head), `queries` rows of `hidden` values from `image * queries *
+            // hidden + head * head_dim`, lies inside `out`, which outlives the parallel loop, and
+            // no other task writes it.
             #[allow(unsafe_code)]
             unsafe {
-                // scores = q k^T: [tokens, head_dim] x [head_dim, tokens], k read transposed (row
+                // scores = q k^T: [queries, head_dim] x [head_dim, tokens], k read transposed (row
                 // stride 1, column stride one token)
                 matmul(
-                    [tokens, tokens, head_dim],
+                    [queries, tokens, head_dim],
                     (scores.as_mut_ptr(), tokens),
                     (q.as_ptr(), row),
                     (k.as_ptr(), 1, row),
@@ -71,11 +76,11 @@ pub fn multi_head(
                 for r in scores.chunks_exact_mut(tokens) {
                     softmax_scaled(r, scale);
                 }
-                // out = softmax(scores) v: [tokens, tokens] x [tokens, head_dim]
+                // out = softmax(scores) v: [queries, tokens] x [tokens, head_dim]
                 matmul(
-                    [tokens, head_dim, tokens],
+                    [queries, head_dim, tokens],
                     (
-                        out_ptr.at(image * tokens * hidden + head * head_dim),
+                        out_ptr.at(image * queries * hidden + head * head_dim),
                         hidden,
                     ),
                     (scores.as_ptr(), tokens),
@@ -265,19 +270,29 @@ mod tests {
         for (batch, tokens, hidden, heads) in [(2, 13, 24, 3), (1, 8, 16, 2), (3, 1, 10, 5)] {
             // Wide enough that some softmax rows are dominated by one token.
             let qkv = values(batch * tokens * 3 * hidden, 3.0);
-            let ours = multi_head(&qkv, batch, tokens, hidden, heads);
             let want = reference(&qkv, batch, tokens, hidden, heads);
-            let worst = ours
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                worst < 2e-6,
-                "{batch}x{tokens}x{hidden}/{heads}: worst {worst}"
-            );
+            // All tokens (an encoder layer), the CLS token alone (ViT's last layer), and between.
+            for queries in [tokens, 1, tokens.div_ceil(2)] {
+                let ours = multi_head(&qkv, batch, tokens, queries, hidden, heads);
+                assert_eq!(ours.len(), batch * queries * hidden);
+                // The reference's first `queries` rows of each image.
+                let want: Vec<f32> = want
+                    .chunks_exact(tokens * hidden)
+                    .flat_map(|image| &image[..queries * hidden])
+                    .copied()
+                    .collect();
+                let worst = ours
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst < 2e-6,
+                    "{batch}x{tokens}x{hidden}/{heads}, {queries} queries: worst {worst}"
+                );
+            }
         }
-        assert!(multi_head(&[], 0, 5, 8, 2).is_empty());
+        assert!(multi_head(&[], 0, 5, 5, 8, 2).is_empty());
     }
 
     #[test]

@@ -51,14 +51,20 @@ pub fn token_linear(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
     y.reshape([b, t, d_out])
 }
 
-/// Multi-head scaled dot-product attention of every token over all tokens, no mask:
-/// `[batch, tokens, hidden]` -> `[batch, tokens, hidden]` (heads concatenated, before the output
-/// projection), computed by [`crate::attention::multi_head`] (why not burn's: there).
+/// Multi-head scaled dot-product attention over all tokens, no mask, of the first `queries`
+/// tokens: `[batch, tokens, hidden]` -> `[batch, queries, hidden]` (heads concatenated, before the
+/// output projection), computed by [`crate::attention::multi_head`] (why not burn's: there).
+/// Inside an encoder `queries` is the token count.
 ///
 /// `query_key_value` is upstream's three projections as one [`Linear`] of `hidden -> 3 * hidden`
 /// (query, key, value side by side, built by `Checkpoint::linear_fused`): one wide matmul runs about
 /// 1.4x faster on flex than three narrow ones, and the attention is a fifth of a ViT's time.
-pub fn self_attention(query_key_value: &Linear, num_heads: usize, x: Tensor<3>) -> Tensor<3> {
+pub fn self_attention(
+    query_key_value: &Linear,
+    num_heads: usize,
+    x: Tensor<3>,
+    queries: usize,
+) -> Tensor<3> {
     let [b, t, d] = x.dims();
     let device = x.device();
     // [batch, tokens, 3 * hidden]; f32, as `weights.rs` widens every checkpoint to it.
@@ -66,6 +72,15 @@ pub fn self_attention(query_key_value: &Linear, num_heads: usize, x: Tensor<3>) 
         .into_data()
         .convert::<f32>();
     let qkv = qkv.as_slice::<f32>().expect("converted to f32");
-    let context = crate::attention::multi_head(qkv, b, t, d, num_heads);
-    Tensor::from_data(TensorData::new(context, [b, t, d]), &device)
+    let context = crate::attention::multi_head(qkv, b, t, queries, d, num_heads);
+    Tensor::from_data(TensorData::new(context, [b, queries, d]), &device)
+}
+
+/// The first `n` tokens of `[batch, tokens, d]`; the tensor itself when that is all of them.
+pub fn first_tokens(x: Tensor<3>, n: usize) -> Tensor<3> {
+    if n == x.dims()[1] {
+        x
+    } else {
+        x.narrow(1, 0, n)
+    }
 }

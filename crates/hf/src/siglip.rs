@@ -198,9 +198,11 @@ pub struct SiglipAttention {
 impl SiglipAttention {
     /// `[batch, tokens, hidden]` -> `[batch, tokens, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        // Every token's output: the classifier averages them all.
+        let tokens = x.dims()[1];
         token_linear(
             &self.out_proj,
-            self_attention(&self.qkv_proj, self.num_heads, x),
+            self_attention(&self.qkv_proj, self.num_heads, x, tokens),
         )
     }
 }

@@ -19,7 +19,7 @@
 
 use crate::activation::Activation;
 pub use crate::common::Size2;
-use crate::common::{patch_tokens, self_attention, token_linear};
+use crate::common::{first_tokens, patch_tokens, self_attention, token_linear};
 use crate::weights::Checkpoint;
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
@@ -211,9 +211,10 @@ pub struct ViTSelfAttention {
 }
 
 impl ViTSelfAttention {
-    /// `[batch, tokens, hidden]` -> `[batch, tokens, hidden]` (heads concatenated).
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self_attention(&self.query_key_value, self.num_heads, x)
+    /// `[batch, tokens, hidden]` -> `[batch, queries, hidden]` (heads concatenated): the first
+    /// `queries` tokens attending over all.
+    pub fn forward(&self, x: Tensor<3>, queries: usize) -> Tensor<3> {
+        self_attention(&self.query_key_value, self.num_heads, x, queries)
     }
 }
 
@@ -231,9 +232,9 @@ pub struct ViTAttention {
 }
 
 impl ViTAttention {
-    /// `[batch, tokens, hidden]` -> `[batch, tokens, hidden]`.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        token_linear(&self.output.dense, self.attention.forward(x))
+    /// `[batch, tokens, hidden]` -> `[batch, queries, hidden]`.
+    pub fn forward(&self, x: Tensor<3>, queries: usize) -> Tensor<3> {
+        token_linear(&self.output.dense, self.attention.forward(x, queries))
     }
 }
 
@@ -276,12 +277,13 @@ pub struct ViTLayer {
 }
 
 impl ViTLayer {
-    /// `[batch, tokens, hidden]` -> `[batch, tokens, hidden]`.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    /// `[batch, tokens, hidden]` -> `[batch, queries, hidden]`: the outputs of the first `queries`
+    /// tokens (every token's keys and values are still computed, as they all attend).
+    pub fn forward(&self, x: Tensor<3>, queries: usize) -> Tensor<3> {
         let attended = self
             .attention
-            .forward(self.layernorm_before.forward(x.clone()))
-            + x;
+            .forward(self.layernorm_before.forward(x.clone()), queries)
+            + first_tokens(x, queries);
         let expanded = self
             .intermediate
             .forward(self.layernorm_after.forward(attended.clone()));
@@ -296,10 +298,13 @@ pub struct ViTEncoder {
 }
 
 impl ViTEncoder {
-    /// `[batch, tokens, hidden]` -> `[batch, tokens, hidden]`.
-    pub fn forward(&self, mut x: Tensor<3>) -> Tensor<3> {
-        for layer in &self.layer {
-            x = layer.forward(x);
+    /// `[batch, tokens, hidden]` -> `[batch, queries, hidden]`: the last layer computes only the
+    /// first `queries` tokens' outputs, since nothing after it reads the others.
+    pub fn forward(&self, mut x: Tensor<3>, queries: usize) -> Tensor<3> {
+        let last = self.layer.len().saturating_sub(1);
+        for (i, layer) in self.layer.iter().enumerate() {
+            let tokens = x.dims()[1];
+            x = layer.forward(x, if i == last { queries } else { tokens });
         }
         x
     }
@@ -314,10 +319,12 @@ pub struct ViTModel {
 }
 
 impl ViTModel {
-    /// `[batch, channels, height, width]` -> `[batch, tokens, hidden]`.
-    pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
+    /// `[batch, channels, height, width]` -> `[batch, queries, hidden]`, the final states of the
+    /// first `queries` tokens (the CLS token first; all of them: the token count, 1 + patches).
+    pub fn forward(&self, pixels: Tensor<4>, queries: usize) -> Tensor<3> {
         let x = self.embeddings.forward(pixels);
-        self.layernorm.forward(self.encoder.forward(x))
+        self.layernorm
+            .forward(first_tokens(self.encoder.forward(x, queries), queries))
     }
 }
 
@@ -331,12 +338,12 @@ pub struct ViTForImageClassification {
 impl ViTForImageClassification {
     /// `[batch, channels, height, width]` normalised pixels -> `[batch, labels]` logits.
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<2> {
-        // [batch, tokens, hidden]
-        let x = self.vit.forward(pixels);
+        // Only the CLS token's final state is read, so the last layer computes only its row: about
+        // 6% of ViT-B/16's work saved (its MLP, output projection and attention for 196 patches).
+        let x = self.vit.forward(pixels, 1);
         let [b, _, d] = x.dims();
-        // The CLS token: [batch, hidden]
-        let cls = x.narrow(1, 0, 1).reshape([b, d]);
-        self.classifier.forward(cls)
+        // [batch, hidden]
+        self.classifier.forward(x.reshape([b, d]))
     }
 
     /// Builds the model from a checkpoint, every tensor's shape checked against `config`.
