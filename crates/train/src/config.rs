@@ -174,6 +174,8 @@ pub enum Balance {
 }
 
 impl Balance {
+    pub const ALL: [Balance; 3] = [Balance::None, Balance::RaceGender, Balance::AgeGender];
+
     /// The value `--balance` takes for it.
     pub fn name(self) -> &'static str {
         match self {
@@ -199,14 +201,16 @@ impl Balance {
 impl std::str::FromStr for Balance {
     type Err = TrainError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(Balance::None),
-            "race-gender" => Ok(Balance::RaceGender),
-            "age-gender" => Ok(Balance::AgeGender),
-            _ => Err(TrainError::Config(format!(
-                "balance {s:?}: expected none, race-gender or age-gender"
-            ))),
-        }
+        Balance::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Balance::ALL.iter().map(|b| b.name()).collect();
+                TrainError::Config(format!(
+                    "balance {s:?}: expected one of {}",
+                    known.join(", ")
+                ))
+            })
     }
 }
 
@@ -319,6 +323,19 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn balance_names_are_what_parses_and_what_model_json_holds() {
+        for b in Balance::ALL {
+            assert_eq!(b.name().parse::<Balance>().unwrap(), b);
+            assert_eq!(
+                serde_json::to_string(&b).unwrap(),
+                format!("\"{}\"", b.name())
+            );
+        }
+        let err = "race".parse::<Balance>().unwrap_err().to_string();
+        assert!(err.contains("none, race-gender, age-gender"), "{err}");
+    }
 
     #[test]
     fn model_spec_json_names_the_architecture() {
