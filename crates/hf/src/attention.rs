@@ -1,5 +1,5 @@
 //! Multi-head self-attention computed on the fused QKV projection's values in place, with the
-//! `gemm` crate that flex itself calls.
+//! `gemm` crate that flex itself calls (through `gc_models::matmul`).
 //!
 //! Why not burn's `attention` (flex's `attention_naive`): it takes four-dimensional
 //! `[batch, heads, tokens, head_dim]` inputs, so query, key and value are each sliced out of the
@@ -107,26 +107,13 @@ unsafe fn matmul(
 ) {
     // SAFETY: as the caller promises.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_row as isize,
+        gc_models::matmul::gemm_f32(
+            [m, n, k],
+            (dst, dst_row, 1),
+            (lhs, lhs_row, 1),
+            (rhs, rhs_row, rhs_col),
             false,
-            lhs,
-            1,
-            lhs_row as isize,
-            rhs,
-            rhs_col as isize,
-            rhs_row as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            gc_models::matmul::Parallelism::None,
         );
     }
 }

@@ -15,6 +15,7 @@
 //! other backends keep burn's `Conv2d::forward`.
 
 use crate::flex::{on_flex, tensor, values};
+use crate::matmul::Parallelism;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -258,7 +259,7 @@ impl Geometry {
                 .zip(x.chunks_exact(image))
             {
                 let columns = self.unfolded(x, &mut columns);
-                product(out, weight, columns, shape, gemm::Parallelism::Rayon(0));
+                product(out, weight, columns, shape, Parallelism::Rayon(0));
             }
             return out;
         }
@@ -268,7 +269,7 @@ impl Geometry {
                 || vec![0.0f32; self.columns_len()],
                 |columns, (out, x)| {
                     let columns = self.unfolded(x, columns);
-                    product(out, weight, columns, shape, gemm::Parallelism::None);
+                    product(out, weight, columns, shape, Parallelism::None);
                 },
             );
         out
@@ -412,15 +413,7 @@ fn first_outside(offset: isize, stride: usize, width: usize) -> usize {
 /// `acc[m, n] += sum over k of lhs[m, k] * rhs[n, k]`: `acc` `[m, n]`, `lhs` `[m, k]` and `rhs`
 /// `[n, k]`, all row-major, on this thread.
 fn accumulate_product_transposed(acc: &mut [f32], lhs: &[f32], rhs: &[f32], [m, n, k]: [usize; 3]) {
-    gemm_f32(
-        acc,
-        lhs,
-        rhs,
-        [m, n, k],
-        [k, 1],
-        true,
-        gemm::Parallelism::None,
-    );
+    gemm_f32(acc, lhs, rhs, [m, n, k], [k, 1], true, Parallelism::None);
 }
 
 /// `out[m, n] = sum over k of lhs[m, k] * rhs[k, n]`: all row-major.
@@ -429,7 +422,7 @@ fn product(
     lhs: &[f32],
     rhs: &[f32],
     [m, n, k]: [usize; 3],
-    parallelism: gemm::Parallelism,
+    parallelism: Parallelism,
 ) {
     gemm_f32(out, lhs, rhs, [m, n, k], [1, n], false, parallelism);
 }
@@ -443,32 +436,19 @@ fn gemm_f32(
     [m, n, k]: [usize; 3],
     [rhs_column, rhs_row]: [usize; 2],
     accumulate: bool,
-    parallelism: gemm::Parallelism,
+    parallelism: Parallelism,
 ) {
     assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == n * k);
     // SAFETY: the assertion above puts every element the strides address inside its slice (`rhs`
     // holds `n * k` values either way round), and `dst` is borrowed mutably, so no one else writes it meanwhile.
     #[allow(unsafe_code)]
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
+        crate::matmul::gemm_f32(
+            [m, n, k],
+            (dst.as_mut_ptr(), n, 1),
+            (lhs.as_ptr(), k, 1),
+            (rhs.as_ptr(), rhs_row, rhs_column),
             accumulate,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            rhs_column as isize,
-            rhs_row as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
             parallelism,
         );
     }
