@@ -4,17 +4,11 @@
 
 use crate::spec::{Channels, Crop, Filter, Layout, PreprocessSpec};
 use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions};
 use gc_core::{ModelError, RgbView};
+use gc_pipeline::transform::resize_with_thread_resizer;
 use rayon::prelude::*;
 use std::borrow::Cow;
-use std::cell::RefCell;
-
-thread_local! {
-    // A resizer keeps its scratch buffers and filter coefficients between calls; one per worker
-    // thread avoids rebuilding them for every image.
-    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
-}
 
 impl PreprocessSpec {
     /// The input tensor's data for `images` (any sizes), in the spec's layout, image after image.
@@ -79,15 +73,7 @@ impl PreprocessSpec {
         let resized = ImageRef::new(fw, fh, &framed, PixelType::U8x3)
             .map_err(|e| e.to_string())
             .and_then(|src| {
-                RESIZER
-                    .with(|r| match r.try_borrow_mut() {
-                        Ok(mut resizer) => resizer.resize(&src, &mut dst, &options),
-                        // fast_image_resize runs a large resize on rayon, and a worker waiting
-                        // inside it may be handed another image's resize: that one gets a
-                        // resizer of its own.
-                        Err(_) => Resizer::new().resize(&src, &mut dst, &options),
-                    })
-                    .map_err(|e| e.to_string())
+                resize_with_thread_resizer(&src, &mut dst, &options).map_err(|e| e.to_string())
             });
         match resized {
             Ok(()) => Cow::Owned(dst.into_vec()),

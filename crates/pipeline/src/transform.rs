@@ -161,15 +161,24 @@ pub fn resize_rgb(
         ResizeAlg::Interpolation(FilterType::Bilinear)
     };
     let options = ResizeOptions::new().resize_alg(algorithm);
-    RESIZER
-        .with(|r| match r.try_borrow_mut() {
-            Ok(mut resizer) => resizer.resize(&src, &mut dst, &options),
-            // fast_image_resize runs a large resize on rayon, and a worker waiting inside it may
-            // be handed another image's resize: that one gets a resizer of its own.
-            Err(_) => Resizer::new().resize(&src, &mut dst, &options),
-        })
-        .map_err(|e| err(e.to_string()))?;
+    resize_with_thread_resizer(&src, &mut dst, &options).map_err(|e| err(e.to_string()))?;
     Ok(dst.into_vec())
+}
+
+/// `fast_image_resize`'s resize with this thread's `Resizer`, which keeps its scratch buffers and
+/// filter coefficients from one image to the next. For every crate that resizes (gc-onnx's
+/// preprocessing too), so that the rule below lives in one place.
+pub fn resize_with_thread_resizer(
+    src: &ImageRef<'_>,
+    dst: &mut Image<'_>,
+    options: &ResizeOptions,
+) -> Result<(), fast_image_resize::ResizeError> {
+    RESIZER.with(|r| match r.try_borrow_mut() {
+        Ok(mut resizer) => resizer.resize(src, dst, options),
+        // fast_image_resize runs a large resize on rayon, and a worker waiting inside it may be
+        // handed another image's resize: that one gets a resizer of its own.
+        Err(_) => Resizer::new().resize(src, dst, options),
+    })
 }
 
 /// Writes the `crop` of a resized RGB8 image (`geometry.resize_size`, packed) into `out`, channel
