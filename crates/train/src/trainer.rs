@@ -233,7 +233,7 @@ pub fn train(
     })
 }
 
-/// Refuses to resume with other settings or other data, naming what differs.
+/// Refuses to resume with other settings (but the patience) or other data, naming what differs.
 fn same_run(state: &RunState, config: &TrainConfig, data: &DataInfo) -> Result<(), TrainError> {
     if state.data != *data {
         return Err(TrainError::Resume(format!(
@@ -246,7 +246,13 @@ fn same_run(state: &RunState, config: &TrainConfig, data: &DataInfo) -> Result<(
             data.fingerprint
         )));
     }
-    if state.config != *config {
+    // The patience only decides when to stop, never what an epoch computes: an early-stopped run
+    // may go on with a longer one (or none) and ends with the weights it would have had.
+    let checkpoint_config = TrainConfig {
+        patience: config.patience,
+        ..state.config.clone()
+    };
+    if checkpoint_config != *config {
         let (was, now) = (
             serde_json::to_value(&state.config).unwrap_or_default(),
             serde_json::to_value(config).unwrap_or_default(),
@@ -403,7 +409,11 @@ impl Run<'_> {
                 scheduler,
                 &self.files.checkpoint(),
             )?;
-            state = checkpoint.state;
+            // The settings of this call, which may differ from the checkpoint's in patience.
+            state = RunState {
+                config: config.clone(),
+                ..checkpoint.state
+            };
             resumed_after = Some(state.epochs_done);
         }
         let plain = device.clone().inner();

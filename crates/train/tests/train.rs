@@ -271,19 +271,41 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
         gc_train::read_info(&parts).unwrap().stopped,
         StopReason::Interrupted
     );
-    // A second interruption, then the end.
+    // Resumed with a patience of 0 epochs, it stops early after the next epoch; then the end,
+    // without one. The patience is the one setting that may change: it never alters an epoch.
+    let impatient = TrainConfig {
+        patience: Some(0),
+        ..config.clone()
+    };
     let second = train(
-        &config,
+        &impatient,
         &d,
         &parts,
         &RunOptions {
             resume: true,
             ..options(2)
         },
-        &stop_after(1),
+        &gc_train::NoProgress,
     )
     .unwrap();
     assert_eq!((second.resumed_after, second.history.len()), (Some(1), 2));
+    assert_eq!(second.stopped, StopReason::EarlyStopped);
+    let refused = train(
+        &TrainConfig {
+            lr: config.lr / 2.0,
+            ..config.clone()
+        },
+        &d,
+        &parts,
+        &RunOptions {
+            resume: true,
+            ..options(2)
+        },
+        &gc_train::NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("lr:"), "{refused}");
     let last = train(
         &config,
         &d,
@@ -297,6 +319,7 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     .unwrap();
     assert_eq!(last.stopped, StopReason::Completed);
     assert_eq!(last.history.len(), 3);
+    assert_eq!(gc_train::read_info(&parts).unwrap().training.patience, None);
     for (a, b) in report.history.iter().zip(&last.history) {
         assert_eq!(
             (a.train_loss, a.val_loss, a.lr),
