@@ -533,3 +533,93 @@ fn a_folder_of_detectors_gives_ultraface_unless_a_kind_is_named() {
         "{stderr}"
     );
 }
+
+/// A prepared-dataset layout (`train/` and `val/`, each with `female/` and `male/`) of real faces,
+/// sorted by the gender in their UTKFace names; about a third of each class goes to `val/`.
+fn tiny_dataset(root: &Path, faces: &[PathBuf]) {
+    for (i, face) in faces.iter().enumerate() {
+        let name = face.file_name().unwrap().to_string_lossy().into_owned();
+        let class = match name.split('_').nth(1) {
+            Some("0") => "male",
+            Some("1") => "female",
+            _ => continue,
+        };
+        let split = if i % 3 == 0 { "val" } else { "train" };
+        let dir = root.join(split).join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(face, dir.join(&name)).unwrap();
+    }
+}
+
+#[test]
+fn train_builds_the_asked_network_and_predict_reads_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("faces")).unwrap();
+    let faces = real_faces(&d.join("faces"), 30);
+    let data = d.join("data");
+    tiny_dataset(&data, &faces);
+    let train = |out: &Path, extra: &[&str]| {
+        run(bin()
+            .arg("train")
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .args(["--epochs", "1", "--batch-size", "8", "--workers", "1"])
+            .args(extra))
+    };
+
+    // Five blocks take 32 pixels down to one; the network is rebuilt from model.json alone.
+    let model = d.join("five-blocks");
+    let (code, stdout, stderr) = train(
+        &model,
+        &[
+            "--image-size",
+            "32",
+            "--channels",
+            "4,8,8,8,8",
+            "--dropout",
+            "0.1",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("best epoch 1 of 1"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["config"]["channels"],
+        serde_json::json!([4, 8, 8, 8, 8])
+    );
+    assert_eq!(json["config"]["dropout"], 0.1);
+    let (code, stdout, stderr) = run(bin()
+        .arg("--json")
+        .arg("--model")
+        .arg(&model)
+        .arg(&faces[0]));
+    assert_eq!(code, 0, "{stderr}");
+    let row = &json_lines(&stdout)[0];
+    let p = &row["probabilities"];
+    let sum = p["female"].as_f64().unwrap() + p["male"].as_f64().unwrap();
+    assert!((sum - 1.0).abs() < 1e-3, "{row}");
+
+    // Refused before any image is read or any file written, each with its reason.
+    for (extra, needle) in [
+        (
+            &["--arch", "efficientnet-lite0", "--channels", "8"][..],
+            "efficientnet-lite0",
+        ),
+        (
+            &["--image-size", "32", "--channels", "8,8,8,8,8,8"][..],
+            "image size 32",
+        ),
+        (&["--channels", "8,0"][..], "channels [8, 0]"),
+        (&["--dropout", "1"][..], "dropout 1"),
+    ] {
+        let out = d.join("refused");
+        let (code, _, stderr) = train(&out, extra);
+        assert_eq!(code, 2, "{extra:?}: {stderr}");
+        assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+        assert!(!out.exists(), "{extra:?} wrote {}", out.display());
+    }
+}

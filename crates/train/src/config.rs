@@ -93,6 +93,45 @@ impl ModelSpec {
             ModelSpec::EfficientNetLite0(c) => c.normalization,
         }
     }
+
+    /// Dropout before the classifier.
+    pub fn dropout(&self) -> f64 {
+        match self {
+            ModelSpec::Cnn(c) => c.dropout,
+            ModelSpec::EfficientNetLite0(c) => c.dropout,
+        }
+    }
+
+    /// The same architecture with another dropout before the classifier.
+    pub fn with_dropout(self, dropout: f64) -> ModelSpec {
+        match self {
+            ModelSpec::Cnn(c) => ModelSpec::Cnn(c.with_dropout(dropout)),
+            ModelSpec::EfficientNetLite0(c) => {
+                ModelSpec::EfficientNetLite0(c.with_dropout(dropout))
+            }
+        }
+    }
+
+    /// The CNN with other block widths (one block per entry); EfficientNet-Lite0's widths are
+    /// fixed by its ImageNet weights, so it refuses them.
+    pub fn with_channels(self, channels: Vec<usize>) -> Result<ModelSpec, TrainError> {
+        match self {
+            ModelSpec::Cnn(c) => Ok(ModelSpec::Cnn(c.with_channels(channels))),
+            ModelSpec::EfficientNetLite0(_) => Err(TrainError::Config(format!(
+                "--channels sets the widths of the cnn's blocks, not of {}",
+                self.arch()
+            ))),
+        }
+    }
+
+    /// The smallest image side the network takes: each CNN block halves the side, and
+    /// EfficientNet-Lite0 has a total stride of 32.
+    fn min_image_size(&self) -> u32 {
+        match self {
+            ModelSpec::Cnn(c) => 1u32 << c.channels.len().min(31),
+            ModelSpec::EfficientNetLite0(_) => 32,
+        }
+    }
 }
 
 /// How the learning rate changes over the run (per step), after the optional warm-up.
@@ -262,11 +301,21 @@ impl TrainConfig {
                 "step schedule needs epochs >= 1 and gamma in (0, 1], got {epochs} and {gamma}"
             ));
         }
-        // 4 poolings (CNN) or a stride of 32 (EfficientNet) need at least 16 / 32 pixels.
-        let min_size = match self.model.arch() {
-            Arch::Cnn => 16,
-            Arch::EfficientNetLite0 => 32,
-        };
+        if let ModelSpec::Cnn(c) = &self.model
+            && (c.channels.is_empty()
+                || c.channels.len() > 8
+                || c.channels.iter().any(|&n| n == 0 || n > 4096))
+        {
+            return bad(format!(
+                "cnn channels {:?}: expected 1 to 8 blocks of 1 to 4096 channels each",
+                c.channels
+            ));
+        }
+        let dropout = self.model.dropout();
+        if !(0.0..1.0).contains(&dropout) {
+            return bad(format!("dropout {dropout} must be in [0, 1)"));
+        }
+        let min_size = self.model.min_image_size();
         if self.image_size < min_size || self.image_size > 1024 {
             return bad(format!(
                 "image size {} must be between {min_size} and 1024 for {}",
@@ -397,9 +446,61 @@ mod tests {
                 init: Some("x".into()),
                 ..ok.clone()
             },
+            TrainConfig {
+                model: ModelSpec::Cnn(CnnConfig::new().with_channels(vec![])),
+                ..ok.clone()
+            },
+            TrainConfig {
+                model: ModelSpec::Cnn(CnnConfig::new().with_channels(vec![32, 0])),
+                ..ok.clone()
+            },
+            TrainConfig {
+                model: ok.model.clone().with_dropout(1.0),
+                ..ok.clone()
+            },
+            // Six halvings of 32 pixels leave less than one.
+            TrainConfig {
+                model: ok.model.clone().with_channels(vec![8; 6]).unwrap(),
+                image_size: 32,
+                ..ok.clone()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn channels_and_dropout_change_the_spec_they_apply_to() {
+        let wide = Arch::Cnn
+            .default_spec()
+            .with_channels(vec![32, 64, 128, 256, 512])
+            .unwrap()
+            .with_dropout(0.25);
+        let ModelSpec::Cnn(c) = &wide else {
+            panic!("{wide:?}")
+        };
+        assert_eq!((c.channels.len(), c.dropout), (5, 0.25));
+        // Five halvings: 32 pixels is the least that leaves one.
+        let at = |image_size| TrainConfig {
+            model: wide.clone(),
+            image_size,
+            ..TrainConfig::new(Arch::Cnn.default_spec())
+        };
+        assert!(at(32).validate().is_ok());
+        assert!(at(16).validate().is_err());
+        let err = Arch::EfficientNetLite0
+            .default_spec()
+            .with_channels(vec![8])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("efficientnet-lite0"), "{err}");
+        assert_eq!(
+            Arch::EfficientNetLite0
+                .default_spec()
+                .with_dropout(0.5)
+                .dropout(),
+            0.5
+        );
     }
 
     #[test]

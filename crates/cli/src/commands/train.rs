@@ -84,6 +84,15 @@ pub struct TrainArgs {
     /// the cells.
     #[arg(long, default_value = "none", value_parser = parse_balance)]
     pub balance: Balance,
+
+    /// The cnn's block widths, one block per value, each halving the image side (default
+    /// 32,64,128,256).
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', num_args = 1..)]
+    pub channels: Option<Vec<usize>>,
+
+    /// Dropout before the classifier (default 0 for the cnn, 0.2 for efficientnet-lite0).
+    #[arg(long, value_name = "P")]
+    pub dropout: Option<f64>,
 }
 
 fn parse_balance(s: &str) -> Result<Balance, String> {
@@ -111,6 +120,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
              ImageNet weights to fine-tune instead"
         );
     }
+    let mut model = args.arch.default_spec();
+    if let Some(channels) = args.channels {
+        model = model.with_channels(channels)?;
+    }
+    if let Some(dropout) = args.dropout {
+        model = model.with_dropout(dropout);
+    }
     let config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -123,7 +139,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         patience: args.patience,
         init: args.init.clone(),
         balance: args.balance,
-        ..TrainConfig::new(args.arch.default_spec())
+        ..TrainConfig::new(model)
     };
     config.validate()?;
     let data = TrainData::from_dir(&args.data)
