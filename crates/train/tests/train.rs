@@ -277,46 +277,24 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
         patience: Some(0),
         ..config.clone()
     };
-    let second = train(
-        &impatient,
-        &d,
-        &parts,
-        &RunOptions {
+    let resume = |config: &TrainConfig| {
+        let options = RunOptions {
             resume: true,
             ..options(2)
-        },
-        &gc_train::NoProgress,
-    )
-    .unwrap();
+        };
+        train(config, &d, &parts, &options, &gc_train::NoProgress)
+    };
+    let second = resume(&impatient).unwrap();
     assert_eq!((second.resumed_after, second.history.len()), (Some(1), 2));
     assert_eq!(second.stopped, StopReason::EarlyStopped);
-    let refused = train(
-        &TrainConfig {
-            lr: config.lr / 2.0,
-            ..config.clone()
-        },
-        &d,
-        &parts,
-        &RunOptions {
-            resume: true,
-            ..options(2)
-        },
-        &gc_train::NoProgress,
-    )
+    let refused = resume(&TrainConfig {
+        lr: config.lr / 2.0,
+        ..config.clone()
+    })
     .unwrap_err()
     .to_string();
     assert!(refused.contains("lr:"), "{refused}");
-    let last = train(
-        &config,
-        &d,
-        &parts,
-        &RunOptions {
-            resume: true,
-            ..options(2)
-        },
-        &gc_train::NoProgress,
-    )
-    .unwrap();
+    let last = resume(&config).unwrap();
     assert_eq!(last.stopped, StopReason::Completed);
     assert_eq!(last.history.len(), 3);
     assert_eq!(gc_train::read_info(&parts).unwrap().training.patience, None);
