@@ -254,7 +254,8 @@ fn same_run(state: &RunState, config: &TrainConfig, data: &DataInfo) -> Result<(
     };
     if checkpoint_config != *config {
         let (was, now) = (
-            serde_json::to_value(&state.config).unwrap_or_default(),
+            // Compared with the patience already aligned, so that only what blocks is named.
+            serde_json::to_value(&checkpoint_config).unwrap_or_default(),
             serde_json::to_value(config).unwrap_or_default(),
         );
         let differ: Vec<String> = match (was.as_object(), now.as_object()) {

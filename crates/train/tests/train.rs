@@ -287,13 +287,16 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     let second = resume(&impatient).unwrap();
     assert_eq!((second.resumed_after, second.history.len()), (Some(1), 2));
     assert_eq!(second.stopped, StopReason::EarlyStopped);
+    // The new patience is allowed, so only the learning rate is named.
     let refused = resume(&TrainConfig {
         lr: config.lr / 2.0,
+        patience: Some(3),
         ..config.clone()
     })
     .unwrap_err()
     .to_string();
     assert!(refused.contains("lr:"), "{refused}");
+    assert!(!refused.contains("patience"), "{refused}");
     let last = resume(&config).unwrap();
     assert_eq!(last.stopped, StopReason::Completed);
     assert_eq!(last.history.len(), 3);
