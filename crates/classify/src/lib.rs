@@ -4,6 +4,7 @@
 
 pub mod annotate;
 pub mod builtin;
+pub mod calibrated;
 pub mod inputs;
 pub mod json;
 pub mod labelled;

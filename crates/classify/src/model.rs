@@ -8,7 +8,9 @@
 //! | `path/to/dir` with `config.json` | a Hugging Face image-classification checkpoint |
 //! | `hf:OWNER/NAME[@REVISION]` | the same, fetched once into the Hugging Face cache |
 //! | `flip:MODEL` | any of the above, run on each face and its mirror image, the two averaged |
+//! | `path/to/file.json` | a calibration file (`gender-classifier calibrate`): a model above, temperature-scaled |
 
+use crate::calibrated::{CalibrationFile, TemperatureScaled};
 use gc_core::{Classifier, ModelError};
 use std::path::{Path, PathBuf};
 
@@ -28,11 +30,23 @@ pub enum ModelSpec {
     },
     /// Test-time augmentation: the model's predictions on each image and its mirror, averaged.
     Flip(Box<ModelSpec>),
+    /// A calibration file: the model it names, with its probabilities temperature-scaled.
+    Calibrated(PathBuf),
 }
 
 impl ModelSpec {
     /// Resolves a `--model` value (and `--preset`, which only ONNX files take).
     pub fn parse(value: Option<&str>, preset: Option<&str>) -> Result<ModelSpec, ModelError> {
+        ModelSpec::parse_in(value, preset, None)
+    }
+
+    /// As [`ModelSpec::parse`], with relative paths read from `base` (a calibration file's folder)
+    /// rather than the working directory.
+    fn parse_in(
+        value: Option<&str>,
+        preset: Option<&str>,
+        base: Option<&Path>,
+    ) -> Result<ModelSpec, ModelError> {
         if let Some(v) = value
             && let Some(rest) = v.strip_prefix("flip:")
         {
@@ -42,10 +56,15 @@ impl ModelSpec {
                     reason: "flip: given twice".into(),
                 });
             }
-            return Ok(ModelSpec::Flip(Box::new(ModelSpec::parse(
-                Some(rest),
-                preset,
-            )?)));
+            let inner = ModelSpec::parse_in(Some(rest), preset, base)?;
+            if let ModelSpec::Calibrated(_) = inner {
+                // The temperature was fitted on the model's own outputs, not on mirror averages.
+                return Err(ModelError::Format {
+                    path: v.to_string(),
+                    reason: "flip: cannot wrap a calibration file; calibrate the mirrored model instead (calibrate --model flip:MODEL)".into(),
+                });
+            }
+            return Ok(ModelSpec::Flip(Box::new(inner)));
         }
         let spec = match value {
             None | Some("builtin") | Some("built-in") => ModelSpec::Builtin,
@@ -68,7 +87,10 @@ impl ModelSpec {
                 }
             }
             Some(v) => {
-                let path = PathBuf::from(v);
+                let path = match base {
+                    Some(b) if Path::new(v).is_relative() => b.join(v),
+                    _ => PathBuf::from(v),
+                };
                 let meta = std::fs::metadata(&path).map_err(|e| ModelError::File {
                     path: v.to_string(),
                     reason: e.to_string(),
@@ -77,10 +99,12 @@ impl ModelSpec {
                     dir_kind(&path)?
                 } else if is_onnx_name(&path) {
                     ModelSpec::Onnx { path, preset: None }
+                } else if has_extension(&path, "json") {
+                    ModelSpec::Calibrated(path)
                 } else {
                     return Err(ModelError::Format {
                         path: v.to_string(),
-                        reason: "not a model: expected an .onnx file, a folder with model.json (ours) or config.json (Hugging Face), or hf:OWNER/NAME".into(),
+                        reason: "not a model: expected an .onnx file, a folder with model.json (ours) or config.json (Hugging Face), a calibration .json file, or hf:OWNER/NAME".into(),
                     });
                 }
             }
@@ -97,11 +121,45 @@ impl ModelSpec {
             }),
         }
     }
+
+    /// The `--model` value that names this model from any working directory (paths made
+    /// absolute), as a calibration file records it.
+    pub fn value(&self) -> String {
+        match self {
+            ModelSpec::Builtin => "builtin".into(),
+            ModelSpec::Onnx { path, .. }
+            | ModelSpec::Trained(path)
+            | ModelSpec::HuggingFaceDir(path)
+            | ModelSpec::Calibrated(path) => std::fs::canonicalize(path)
+                .or_else(|_| std::path::absolute(path))
+                .unwrap_or_else(|_| path.clone())
+                .display()
+                .to_string(),
+            ModelSpec::Hub { repo, revision } => match revision {
+                Some(r) => format!("hf:{repo}@{r}"),
+                None => format!("hf:{repo}"),
+            },
+            ModelSpec::Flip(inner) => format!("flip:{}", inner.value()),
+        }
+    }
+
+    /// The ONNX preset this model was given, if any.
+    pub fn preset(&self) -> Option<&str> {
+        match self {
+            ModelSpec::Onnx { preset, .. } => preset.as_deref(),
+            ModelSpec::Flip(inner) => inner.preset(),
+            _ => None,
+        }
+    }
 }
 
 fn is_onnx_name(path: &Path) -> bool {
+    has_extension(path, "onnx")
+}
+
+fn has_extension(path: &Path, ext: &str) -> bool {
     path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
 fn dir_kind(dir: &Path) -> Result<ModelSpec, ModelError> {
@@ -132,6 +190,26 @@ pub fn load(spec: &ModelSpec) -> Result<Box<dyn Classifier>, ModelError> {
             revision.as_deref(),
         )?)),
         ModelSpec::Flip(inner) => Ok(Box::new(crate::tta::FlipAveraged::new(load(inner)?))),
+        ModelSpec::Calibrated(path) => {
+            let file = CalibrationFile::read(path)?;
+            let base = CalibrationFile::base_dir(path);
+            let inner =
+                ModelSpec::parse_in(Some(&file.calibrates), file.preset.as_deref(), Some(&base))
+                    .map_err(|e| ModelError::Format {
+                        path: path.display().to_string(),
+                        reason: format!("the model it calibrates: {e}"),
+                    })?;
+            if let ModelSpec::Calibrated(_) = inner {
+                return Err(ModelError::Format {
+                    path: path.display().to_string(),
+                    reason: "calibrates another calibration file; name the model itself".into(),
+                });
+            }
+            Ok(Box::new(TemperatureScaled::new(
+                load(&inner)?,
+                file.temperature,
+            )))
+        }
     }
 }
 
@@ -196,5 +274,106 @@ mod tests {
         let txt = dir.path().join("notes.txt");
         std::fs::write(&txt, b"x").unwrap();
         assert!(ModelSpec::parse(Some(txt.to_str().unwrap()), None).is_err());
+    }
+
+    #[test]
+    fn calibration_files_name_a_model_relative_to_themselves() {
+        use gc_core::RgbView;
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir(&models).unwrap();
+        let cal = models.join("builtin-cal.json");
+        std::fs::write(
+            &cal,
+            r#"{"calibrates": "flip:builtin", "temperature": 2.0}"#,
+        )
+        .unwrap();
+        let spec = ModelSpec::parse(Some(cal.to_str().unwrap()), None).unwrap();
+        assert_eq!(spec, ModelSpec::Calibrated(cal.clone()));
+        assert!(ModelSpec::parse(Some(cal.to_str().unwrap()), Some("dlib")).is_err());
+        let scaled = load(&spec).unwrap();
+        assert_eq!(scaled.name(), "built-in+flip+T2.00");
+        let plain = load(&ModelSpec::parse(Some("flip:builtin"), None).unwrap()).unwrap();
+        let px: Vec<u8> = (0..64 * 64 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let view = [RgbView::new(64, 64, &px).unwrap()];
+        let (p, q) = (
+            plain.classify(&view).unwrap(),
+            scaled.classify(&view).unwrap(),
+        );
+        let want = gc_eval::calibration::scale_probability(p[0][0] as f64, 2.0);
+        assert!((q[0][0] as f64 - want).abs() < 1e-5, "{p:?} -> {q:?}");
+
+        // A relative path is read from the file's folder, not the working directory.
+        let onnx = models.join("m.onnx");
+        std::fs::write(&onnx, b"not onnx").unwrap();
+        let rel = models.join("m-cal.json");
+        std::fs::write(
+            &rel,
+            r#"{"calibrates": "m.onnx", "preset": "dlib", "temperature": 1.5}"#,
+        )
+        .unwrap();
+        let err = load(&ModelSpec::Calibrated(rel.clone()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("m.onnx") && !err.contains("the model it calibrates"),
+            "{err}"
+        );
+
+        let refusals = [(
+            format!("flip:{}", cal.display()),
+            "calibrate --model flip:MODEL",
+        )];
+        for (value, says) in refusals {
+            let err = ModelSpec::parse(Some(&value), None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{value}: {err}");
+        }
+        let nested = models.join("nested.json");
+        std::fs::write(
+            &nested,
+            r#"{"calibrates": "builtin-cal.json", "temperature": 1.0}"#,
+        )
+        .unwrap();
+        let err = load(&ModelSpec::Calibrated(nested))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("nested.json") && err.contains("another calibration file"),
+            "{err}"
+        );
+        let gone = models.join("gone.json");
+        std::fs::write(&gone, r#"{"calibrates": "gone.onnx", "temperature": 1.0}"#).unwrap();
+        let err = load(&ModelSpec::Calibrated(gone))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("gone.json") && err.contains("gone.onnx"),
+            "{err}"
+        );
+
+        // What a calibration file records names the same model from anywhere.
+        let spec =
+            ModelSpec::parse(Some(&format!("flip:{}", onnx.display())), Some("dlib")).unwrap();
+        let value = spec.value();
+        assert!(
+            value.starts_with("flip:/") && value.ends_with("m.onnx"),
+            "{value}"
+        );
+        assert_eq!(spec.preset(), Some("dlib"));
+        assert_eq!(
+            ModelSpec::parse(Some(&value), spec.preset()).unwrap(),
+            ModelSpec::Flip(Box::new(ModelSpec::Onnx {
+                path: std::fs::canonicalize(&onnx).unwrap(),
+                preset: Some("dlib".into())
+            }))
+        );
+        let hub = ModelSpec::parse(Some("hf:a/b@main"), None).unwrap();
+        assert_eq!(hub.value(), "hf:a/b@main");
+        assert_eq!(ModelSpec::Builtin.value(), "builtin");
     }
 }

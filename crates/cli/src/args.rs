@@ -43,6 +43,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// The same report for several models side by side, on the same images.
     Compare(CompareArgs),
+    /// Fit a temperature on held-out labelled images (the validation split) so that the model's
+    /// probabilities say how often it is right; writes a calibration file that --model takes.
+    Calibrate(CalibrateArgs),
     /// Prepare UTKFace: labels from file names, a stratified 60/20/20 split, class folders and a manifest.
     Prepare(PrepareArgs),
     /// Train one of our architectures (the notebook CNN or EfficientNet-Lite0) on a prepared dataset.
@@ -108,6 +111,36 @@ pub struct CompareArgs {
 
     #[command(flatten)]
     pub common: EvalCommon,
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// A prepared dataset (manifest.csv) or a folder of class folders, with labels.
+    #[arg(long)]
+    pub data: PathBuf,
+
+    /// Which split to fit on: not the one the model is tested on.
+    #[arg(long, default_value = "val")]
+    pub split: String,
+
+    /// The calibration file to write (.json); a new file, an existing one is never replaced.
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// Fit on the first N images only (in a fixed order).
+    #[arg(long)]
+    pub limit: Option<usize>,
+
+    /// Images per model call.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+
+    /// Print the calibration file's JSON on stdout instead of a summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -177,7 +210,8 @@ pub struct PredictArgs {
 pub struct ModelArgs {
     /// The model: an .onnx file, a folder trained by `train` (model.json) or in Hugging Face format
     /// (config.json), or hf:OWNER/NAME[@REVISION]. Default: the built-in model. `flip:MODEL` runs
-    /// MODEL on each face and its mirror image and averages the two (twice the work).
+    /// MODEL on each face and its mirror image and averages the two (twice the work). A .json
+    /// file written by `calibrate` names a model with its probabilities temperature-scaled.
     #[arg(long, short)]
     pub model: Option<String>,
 

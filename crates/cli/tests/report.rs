@@ -100,3 +100,136 @@ fn eval_writes_reports_that_open_in_chromium() {
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
     println!("screenshot: {}", screenshot.display());
 }
+
+#[test]
+fn calibrate_writes_a_file_that_models_take_and_never_replaces_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let faces = d.join("faces");
+    std::fs::create_dir_all(&faces).unwrap();
+    real_faces(&faces, 150);
+    let prepared = d.join("prepared");
+    let (code, _, stderr) = run(bin().arg("prepare").arg(&faces).arg("--out").arg(&prepared));
+    assert_eq!(code, 0, "{stderr}");
+    let calibrate = |model: &str, out: &Path| {
+        run(bin()
+            .args(["calibrate", "--model", model, "--data"])
+            .arg(&prepared)
+            .arg("--out")
+            .arg(out))
+    };
+
+    // dlib-cydral, fitted on the 30 validation faces.
+    let cal = d.join("dlib-cal.json");
+    let (code, stdout, stderr) = calibrate(&dlib_model(), &cal);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains("temperature") && stdout.contains("split val"),
+        "{stdout}"
+    );
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&cal).unwrap()).unwrap();
+    let t = file["temperature"].as_f64().unwrap();
+    assert!((0.05..=20.0).contains(&t), "{file}");
+    assert_eq!(file["fitted_on"]["split"], "val");
+    assert_eq!(file["fitted_on"]["images"], 30, "{file}");
+    assert!(
+        file["fitted_on"]["nll_after"].as_f64().unwrap()
+            <= file["fitted_on"]["nll_before"].as_f64().unwrap(),
+        "{file}"
+    );
+    let calibrates = file["calibrates"].as_str().unwrap();
+    assert!(
+        Path::new(calibrates).is_absolute()
+            && std::fs::canonicalize(calibrates).unwrap()
+                == std::fs::canonicalize(dlib_model()).unwrap(),
+        "{file}"
+    );
+
+    // The file is a model: each probability is the plain model's, temperature-scaled.
+    let test_faces: Vec<_> = walk_images(&prepared.join("test"))
+        .into_iter()
+        .take(8)
+        .collect();
+    let p_female = |model: &str| -> Vec<f64> {
+        let (code, stdout, stderr) = run(bin()
+            .args(["predict", "--json", "--model", model])
+            .args(&test_faces));
+        assert_eq!(code, 0, "{model}: {stderr}");
+        json_lines(&stdout)
+            .iter()
+            .map(|row| row["probabilities"]["female"].as_f64().unwrap())
+            .collect()
+    };
+    let plain = p_female(&dlib_model());
+    let scaled = p_female(cal.to_str().unwrap());
+    assert_eq!(scaled.len(), 8);
+    for (p, q) in plain.iter().zip(&scaled) {
+        let p = p.clamp(1e-7, 1.0 - 1e-7);
+        let want = 1.0 / (1.0 + (-(p / (1.0 - p)).ln() / t).exp());
+        assert!((q - want).abs() < 1e-5, "{p} at T {t}: {q} vs {want}");
+    }
+
+    // eval and compare take it too, under a name that shows the temperature.
+    let out = d.join("report");
+    let (code, _, stderr) = run(bin()
+        .args(["compare", "--model", &dlib_model(), "--model"])
+        .arg(&cal)
+        .arg("--data")
+        .arg(&prepared)
+        .arg("--out")
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let names: Vec<&str> = report["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert!(names[1].ends_with(&format!("+T{t:.2}")), "{names:?}");
+
+    // Refused before any image is read, each with its reason; the existing file is untouched.
+    let before = std::fs::read(&cal).unwrap();
+    let cal_arg = cal.to_str().unwrap().to_string();
+    for (model, out, says) in [
+        (dlib_model(), cal.clone(), "already exists"),
+        (dlib_model(), d.join("cal.txt"), "must end in .json"),
+        (
+            cal_arg.clone(),
+            d.join("again.json"),
+            "already a calibration file",
+        ),
+        (
+            format!("flip:{cal_arg}"),
+            d.join("flip.json"),
+            "calibrate --model flip:MODEL",
+        ),
+    ] {
+        let (code, _, stderr) = calibrate(&model, &out);
+        assert_eq!(code, 2, "{model} -> {}: {stderr}", out.display());
+        assert!(stderr.contains(says), "{model}: {stderr}");
+        if out != cal {
+            assert!(!out.exists(), "{} written", out.display());
+        }
+    }
+    assert_eq!(std::fs::read(&cal).unwrap(), before);
+}
+
+/// The image files under `dir`, sorted.
+fn walk_images(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "jpg") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

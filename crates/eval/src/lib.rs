@@ -1,6 +1,8 @@
-//! Evaluation of gender classifiers: the metrics (`metrics`), the statistics under them (`stats`), and
-//! the reports that show them. It takes plain predictions, so it evaluates any model the same way.
+//! Evaluation of gender classifiers: the metrics (`metrics`), the statistics under them (`stats`),
+//! temperature scaling (`calibration`), and the reports that show them. It takes plain
+//! predictions, so it evaluates any model the same way.
 
+pub mod calibration;
 pub mod metrics;
 pub mod report;
 pub mod stats;

@@ -112,7 +112,7 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     })
 }
 
-fn bar(total: u64, name: &str) -> ProgressBar {
+pub(super) fn bar(total: u64, name: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

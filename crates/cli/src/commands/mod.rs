@@ -1,5 +1,6 @@
 //! One file per subcommand, and the model and detector loading they share.
 
+mod calibrate;
 mod eval;
 mod predict;
 mod prepare;
@@ -21,6 +22,7 @@ pub fn run(command: Command) -> anyhow::Result<Status> {
         Command::Predict(args) => predict::run(args),
         Command::Eval(args) => eval::run_eval(args),
         Command::Compare(args) => eval::run_compare(args),
+        Command::Calibrate(args) => calibrate::run(args),
         Command::Prepare(args) => prepare::run(args),
         Command::Train(args) => train::run(args),
         Command::Sort(args) => sort::run(args),
