@@ -321,40 +321,30 @@ mod tests {
             "{err}"
         );
 
-        let refusals = [(
-            format!("flip:{}", cal.display()),
-            "calibrate --model flip:MODEL",
-        )];
-        for (value, says) in refusals {
-            let err = ModelSpec::parse(Some(&value), None)
-                .unwrap_err()
+        // The temperature was fitted on the model's outputs, not on mirror averages.
+        let flip = format!("flip:{}", cal.display());
+        let err = ModelSpec::parse(Some(&flip), None).unwrap_err().to_string();
+        assert!(err.contains("calibrate --model flip:MODEL"), "{err}");
+        for (name, json, says) in [
+            (
+                "nested.json",
+                r#"{"calibrates": "builtin-cal.json", "temperature": 1.0}"#,
+                "another calibration file",
+            ),
+            (
+                "gone.json",
+                r#"{"calibrates": "gone.onnx", "temperature": 1.0}"#,
+                "gone.onnx",
+            ),
+        ] {
+            let file = models.join(name);
+            std::fs::write(&file, json).unwrap();
+            let err = load(&ModelSpec::Calibrated(file))
+                .err()
+                .unwrap()
                 .to_string();
-            assert!(err.contains(says), "{value}: {err}");
+            assert!(err.contains(name) && err.contains(says), "{err}");
         }
-        let nested = models.join("nested.json");
-        std::fs::write(
-            &nested,
-            r#"{"calibrates": "builtin-cal.json", "temperature": 1.0}"#,
-        )
-        .unwrap();
-        let err = load(&ModelSpec::Calibrated(nested))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("nested.json") && err.contains("another calibration file"),
-            "{err}"
-        );
-        let gone = models.join("gone.json");
-        std::fs::write(&gone, r#"{"calibrates": "gone.onnx", "temperature": 1.0}"#).unwrap();
-        let err = load(&ModelSpec::Calibrated(gone))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("gone.json") && err.contains("gone.onnx"),
-            "{err}"
-        );
 
         // What a calibration file records names the same model from anywhere.
         let spec =

@@ -1,11 +1,12 @@
 //! `gender-classifier calibrate`: fit a temperature on a labelled split and write the calibration
 //! file that `--model` takes.
 
+use super::eval::{labelled, run_with_progress};
 use crate::Status;
 use crate::args::CalibrateArgs;
 use anyhow::{Context, bail};
+use gc_classify::ModelSpec;
 use gc_classify::calibrated::{CalibrationFile, FittedOn};
-use gc_classify::{ModelSpec, read_labelled, run_labelled};
 use gc_eval::calibration::fit_temperature;
 
 pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
@@ -34,18 +35,8 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
         );
     }
     let model = gc_classify::load(&spec).context("loading the model")?;
-    let mut images = read_labelled(&args.data, &args.split)?;
-    if let Some(n) = args.limit {
-        images.truncate(n);
-    }
-    let bar = super::eval::bar(images.len() as u64, model.name());
-    let run = run_labelled(
-        model.as_ref(),
-        &images,
-        args.batch_size.unwrap_or_else(|| model.preferred_batch()),
-        &|| bar.inc(1),
-    );
-    bar.finish_and_clear();
+    let images = labelled(&args.data, &args.split, args.limit)?;
+    let run = run_with_progress(model.as_ref(), &images, args.batch_size);
     for (path, why) in &run.skipped {
         eprintln!("{path}: {why}");
     }

@@ -3,7 +3,10 @@
 use crate::Status;
 use crate::args::{CompareArgs, EvalArgs, EvalCommon};
 use anyhow::Context;
-use gc_classify::{ModelSpec, read_labelled, run_labelled, thumbnail_data_uri};
+use gc_classify::{
+    LabelledImage, ModelRun, ModelSpec, read_labelled, run_labelled, thumbnail_data_uri,
+};
+use gc_core::Classifier;
 use gc_eval::{EvalOptions, ModelResult, Report, evaluate};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
@@ -24,10 +27,7 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<Status> {
 }
 
 fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::Result<Status> {
-    let mut images = read_labelled(&c.data, &c.split)?;
-    if let Some(n) = c.limit {
-        images.truncate(n);
-    }
+    let images = labelled(&c.data, &c.split, c.limit)?;
     let opts = EvalOptions {
         min_confidence: c.min_confidence,
         failures: c.failures,
@@ -43,14 +43,7 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
                 value.as_deref().unwrap_or("the built-in model")
             )
         })?;
-        let bar = bar(images.len() as u64, model.name());
-        let run = run_labelled(
-            model.as_ref(),
-            &images,
-            c.batch_size.unwrap_or_else(|| model.preferred_batch()),
-            &|| bar.inc(1),
-        );
-        bar.finish_and_clear();
+        let run = run_with_progress(model.as_ref(), &images, c.batch_size);
         let evaluation = evaluate(&run.samples, &opts);
         eprintln!(
             "{}: accuracy {} on {} images, {:.1} images/s, {} could not be classified",
@@ -112,7 +105,37 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     })
 }
 
-pub(super) fn bar(total: u64, name: &str) -> ProgressBar {
+/// The labelled images of `split` in `data`, the first `limit` of them if given.
+pub(super) fn labelled(
+    data: &Path,
+    split: &str,
+    limit: Option<usize>,
+) -> anyhow::Result<Vec<LabelledImage>> {
+    let mut images = read_labelled(data, split)?;
+    if let Some(n) = limit {
+        images.truncate(n);
+    }
+    Ok(images)
+}
+
+/// Runs `model` over `images` with a progress bar on a terminal.
+pub(super) fn run_with_progress(
+    model: &dyn Classifier,
+    images: &[LabelledImage],
+    batch_size: Option<usize>,
+) -> ModelRun {
+    let bar = bar(images.len() as u64, model.name());
+    let run = run_labelled(
+        model,
+        images,
+        batch_size.unwrap_or_else(|| model.preferred_batch()),
+        &|| bar.inc(1),
+    );
+    bar.finish_and_clear();
+    run
+}
+
+fn bar(total: u64, name: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
