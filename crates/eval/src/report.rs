@@ -132,6 +132,13 @@ impl Report {
                         .collect();
                     md_row(&mut s, label, &cells);
                 }
+                let _ = writeln!(s, "\n**Expected calibration error by {}**\n", table.by);
+                let mut cols = vec!["n"];
+                cols.extend(&names);
+                md_header(&mut s, "group", &cols);
+                for (group, cells) in group_eces(&self.models, t) {
+                    md_row(&mut s, group, &cells);
+                }
             }
         }
         for m in &self.models {
@@ -220,6 +227,22 @@ impl Report {
                     }
                     let _ = write!(s, "</tr>");
                 }
+                let _ = write!(
+                    s,
+                    "</table><h3>Expected calibration error by {}</h3><table><tr><th>group</th><th>n</th>",
+                    esc(&table.by)
+                );
+                for m in &self.models {
+                    let _ = write!(s, "<th>{}</th>", esc(&m.name));
+                }
+                let _ = write!(s, "</tr>");
+                for (group, cells) in group_eces(&self.models, t) {
+                    let _ = write!(s, "<tr><td>{}</td>", esc(group));
+                    for c in cells {
+                        let _ = write!(s, "<td>{}</td>", esc(&c));
+                    }
+                    let _ = write!(s, "</tr>");
+                }
                 let _ = write!(s, "</table>");
             }
         }
@@ -273,6 +296,28 @@ const GAPS: [(&str, GapPick); 4] = [
         g.gaps.demographic_parity.as_ref()
     }),
 ];
+
+/// The rows of group table `t` with each model's ECE on the group: one temperature or one
+/// average calibration error can hide groups miscalibrated in opposite directions.
+fn group_eces(models: &[ModelResult], t: usize) -> Vec<(&str, Vec<String>)> {
+    let Some(first) = models.first() else {
+        return Vec::new();
+    };
+    first.evaluation.groups[t]
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(r, row)| {
+            let mut cells = vec![row.n.to_string()];
+            cells.extend(
+                models
+                    .iter()
+                    .map(|m| num(m.evaluation.groups[t].rows[r].ece, 3)),
+            );
+            (row.group.as_str(), cells)
+        })
+        .collect()
+}
 
 fn gap_text(g: Option<&crate::metrics::Gap>) -> String {
     g.map(|g| format!("{:.1} pts ({} to {})", g.value * 100.0, g.low, g.high))
@@ -442,6 +487,10 @@ mod tests {
         assert!(md.contains("| accuracy [95% CI] | 50.0% ["), "{md}");
         assert!(md.contains("| female | 0 | 1 |"), "{md}");
         assert!(md.contains("## Accuracy by race"));
+        // The woman of 30 said male at 0.8: ECE 0.8 in her group; the baby boy right at 0.9: 0.1.
+        assert!(md.contains("**Expected calibration error by age**"), "{md}");
+        assert!(md.contains("| 30-39 | 1 | 0.800 |"), "{md}");
+        assert!(md.contains("| 0-2 | 1 | 0.100 |"), "{md}");
         assert!(md.contains("`x.jpg`: empty file"));
     }
 
@@ -457,6 +506,11 @@ mod tests {
         assert!(!html.contains("<b>.jpg"));
         assert!(html.contains("<img src=\"data:image/jpeg;base64,AAAA\""));
         assert!(html.contains("<svg"));
+        assert!(html.contains("<h3>Expected calibration error by race</h3>"));
+        assert!(
+            html.contains("<tr><td>black</td><td>1</td><td>0.800</td></tr>"),
+            "{html}"
+        );
         assert!(
             !html.contains("http://")
                 || html.matches("http://").count()
