@@ -581,6 +581,8 @@ fn train_builds_the_asked_network_and_predict_reads_it_back() {
             "4,8,8,8,8",
             "--dropout",
             "0.1",
+            "--color-jitter",
+            "20",
         ],
     );
     assert_eq!(code, 0, "{stderr}");
@@ -592,6 +594,7 @@ fn train_builds_the_asked_network_and_predict_reads_it_back() {
         serde_json::json!([4, 8, 8, 8, 8])
     );
     assert_eq!(json["config"]["dropout"], 0.1);
+    assert_eq!(json["color_jitter"], 20);
     let (code, stdout, stderr) = run(bin()
         .arg("--json")
         .arg("--model")
@@ -615,6 +618,7 @@ fn train_builds_the_asked_network_and_predict_reads_it_back() {
         ),
         (&["--channels", "8,0"][..], "channels [8, 0]"),
         (&["--dropout", "1"][..], "dropout 1"),
+        (&["--color-jitter", "101"][..], "color jitter 101%"),
     ] {
         let out = d.join("refused");
         let (code, _, stderr) = train(&out, extra);

@@ -29,4 +29,4 @@ pub use decode::{
 };
 pub use folder::{FolderError, ImageFolder, Sample};
 pub use loader::{Augment, Batch, Cache, Epoch, Pipeline, PipelineConfig, PipelineError, Skipped};
-pub use transform::{Crop, Geometry, Size};
+pub use transform::{ColorJitter, Crop, Geometry, Size};

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use crate::decode::{DecodeLimits, decode_rgb_bytes_with_limits, read_file};
 use crate::disk_cache::{Cached, DiskCache, fingerprint};
 use crate::folder::Sample;
-use crate::transform::{Crop, Geometry, Size, crop_to_chw, resize_rgb};
+use crate::transform::{ColorJitter, Crop, Geometry, Size, crop_to_chw, resize_rgb};
 
 /// Random crop and flip, or the deterministic centre crop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,9 @@ pub struct PipelineConfig {
     pub shuffle: bool,
     pub seed: u64,
     pub augment: Augment,
+    /// With `Augment::Train`: brightness, contrast and saturation each scaled by a random factor
+    /// in [1 - p/100, 1 + p/100] (`ColorJitter`); 0, the default, leaves colours alone.
+    pub color_jitter_percent: u8,
     /// Drop the last batch of an epoch when it is not full.
     pub drop_remainder: bool,
     pub cache: Cache,
@@ -77,6 +80,7 @@ impl Default for PipelineConfig {
             shuffle: true,
             seed: 0,
             augment: Augment::Train,
+            color_jitter_percent: 0,
             drop_remainder: false,
             cache: Cache::Memory,
             prefetch: 4,
@@ -122,6 +126,9 @@ pub enum PipelineError {
     /// A label does not fit the batch label type.
     #[error("{}: label {label} is too large", path.display())]
     LabelTooLarge { path: PathBuf, label: usize },
+    /// A colour jitter above 100% (a factor below zero).
+    #[error("colour jitter {0}% is above 100%")]
+    ColorJitter(u8),
     /// The worker thread pool could not be started.
     #[error("cannot start {workers} decoding threads: {reason}")]
     ThreadPool { workers: usize, reason: String },
@@ -192,6 +199,8 @@ type Loaded<'a> = (usize, Option<Cow<'a, [u8]>>);
 /// Separates the random streams drawn from one seed.
 const SHUFFLE_STREAM: u64 = 1;
 const AUGMENT_STREAM: u64 = 2;
+/// Its own stream, so that turning colour jitter on leaves every crop and flip as it was.
+const JITTER_STREAM: u64 = 3;
 
 /// A generator that depends only on its inputs: the seed is the four words side by side, so
 /// different (seed, epoch, sample) never share a stream.
@@ -210,6 +219,9 @@ impl Pipeline {
     pub fn new(samples: Vec<Sample>, config: PipelineConfig) -> Result<Pipeline, PipelineError> {
         if config.batch_size == 0 {
             return Err(PipelineError::ZeroBatchSize);
+        }
+        if config.color_jitter_percent > 100 {
+            return Err(PipelineError::ColorJitter(config.color_jitter_percent));
         }
         let geometry = config.geometry();
         if !geometry.is_valid() {
@@ -499,6 +511,14 @@ impl Shared {
                         Augment::Eval => Crop::center(g),
                     };
                     crop_to_chw(pixels, g, crop, out);
+                    let jitter = self.config.color_jitter_percent;
+                    if self.config.augment == Augment::Train && jitter > 0 {
+                        ColorJitter::random(
+                            f32::from(jitter) / 100.0,
+                            &mut rng_for(self.config.seed, epoch, *i as u64, JITTER_STREAM),
+                        )
+                        .apply(out);
+                    }
                 })
         };
         let ((), spare) = self.pool.install(|| {

@@ -104,6 +104,56 @@ impl Crop {
     }
 }
 
+/// Random brightness, contrast and saturation factors for one training image, as torchvision's
+/// `ColorJitter(s, s, s)` draws them (each uniform in [1 - s, 1 + s]), applied in a fixed order.
+/// Against the failures under odd lighting and colour casts that the analysis names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColorJitter {
+    pub brightness: f32,
+    pub contrast: f32,
+    pub saturation: f32,
+}
+
+impl ColorJitter {
+    /// Factors drawn uniformly in [1 - strength, 1 + strength]; `strength` in [0, 1].
+    pub fn random(strength: f32, rng: &mut impl Rng) -> ColorJitter {
+        let mut factor = || 1.0 + strength * rng.random_range(-1.0f32..=1.0);
+        ColorJitter {
+            brightness: factor(),
+            contrast: factor(),
+            saturation: factor(),
+        }
+    }
+
+    /// Applies the factors to a `[3, h, w]` image in [0, 1], clamping to [0, 1] after each step as
+    /// torchvision does: brightness scales every value, contrast blends with the image's mean grey,
+    /// saturation blends each pixel with its own grey (ITU-R 601 luma, torchvision's weights).
+    pub fn apply(&self, chw: &mut [f32]) {
+        let plane = chw.len() / 3;
+        if plane == 0 {
+            return;
+        }
+        let blend = |v: f32, grey: f32, f: f32| (f * v + (1.0 - f) * grey).clamp(0.0, 1.0);
+        for v in chw.iter_mut() {
+            *v = (*v * self.brightness).clamp(0.0, 1.0);
+        }
+        let luma = |chw: &[f32], i: usize| {
+            0.299 * chw[i] + 0.587 * chw[plane + i] + 0.114 * chw[2 * plane + i]
+        };
+        let mean = (0..plane).map(|i| luma(chw, i) as f64).sum::<f64>() / plane as f64;
+        for v in chw.iter_mut() {
+            *v = blend(*v, mean as f32, self.contrast);
+        }
+        for i in 0..plane {
+            let grey = luma(chw, i);
+            for c in 0..3 {
+                let v = &mut chw[c * plane + i];
+                *v = blend(*v, grey, self.saturation);
+            }
+        }
+    }
+}
+
 /// Errors of the resize step. They come from inconsistent sizes, which callers check beforehand;
 /// kept as an error rather than a panic because the sizes come from configuration.
 #[derive(Debug, thiserror::Error)]
@@ -316,6 +366,50 @@ mod tests {
         }
         assert!(xs.iter().all(|&s| s) && ys.iter().all(|&s| s));
         assert!(flips[0] > 800 && flips[1] > 800);
+    }
+
+    #[test]
+    fn color_jitter_matches_hand_computed_values() {
+        // Two pixels, planes r, g, b: (0.5, 0.2, 0.1) and (0.1, 0.4, 0.3).
+        let image = [0.5, 0.1, 0.2, 0.4, 0.1, 0.3];
+        let run = |b, c, s| {
+            let mut px = image;
+            ColorJitter {
+                brightness: b,
+                contrast: c,
+                saturation: s,
+            }
+            .apply(&mut px);
+            px
+        };
+        let close = |a: [f32; 6], b: [f32; 6]| a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(close(run(1.0, 1.0, 1.0), image));
+        // Brightness 1.5 scales, clamped at 1 (0.5 * 1.5 = 0.75 stays; none reach 1 here).
+        assert!(close(run(1.5, 1.0, 1.0), image.map(|v| v * 1.5)));
+        assert!(close(run(3.0, 1.0, 1.0), [1.0, 0.3, 0.6, 1.0, 0.3, 0.9]));
+        // Contrast 0: every value becomes the mean luma, (0.2810 + 0.3289) / 2 = 0.30495.
+        let l1 = 0.299 * 0.5 + 0.587 * 0.2 + 0.114 * 0.1;
+        let l2 = 0.299 * 0.1 + 0.587 * 0.4 + 0.114 * 0.3;
+        let mean = (l1 + l2) / 2.0;
+        assert!(close(run(1.0, 0.0, 1.0), [mean; 6]));
+        // Saturation 0: each pixel becomes its own luma.
+        assert!(close(run(1.0, 1.0, 0.0), [l1, l2, l1, l2, l1, l2]));
+        // Factors stay within the strength.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..100 {
+            let j = ColorJitter::random(0.2, &mut rng);
+            for f in [j.brightness, j.contrast, j.saturation] {
+                assert!((0.8..=1.2).contains(&f), "{j:?}");
+            }
+        }
+        assert_eq!(
+            ColorJitter::random(0.0, &mut rng),
+            ColorJitter {
+                brightness: 1.0,
+                contrast: 1.0,
+                saturation: 1.0
+            }
+        );
     }
 
     #[test]

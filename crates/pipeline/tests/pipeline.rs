@@ -226,6 +226,52 @@ fn crops_stay_inside_flip_and_vary_in_training() {
 }
 
 #[test]
+fn color_jitter_changes_training_pixels_only_and_reproducibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dataset(dir.path(), 8);
+    let pixels = |config: PipelineConfig, epoch| -> (Vec<Vec<usize>>, Vec<Vec<f32>>) {
+        let p = Pipeline::new(folder.samples.clone(), config).unwrap();
+        collect(&p, epoch)
+            .into_iter()
+            .map(|b| (b.indices.clone(), b.images.clone()))
+            .unzip()
+    };
+    let jittered = || PipelineConfig {
+        color_jitter_percent: 30,
+        ..config()
+    };
+    let (order, plain) = pixels(config(), 1);
+    let (order_j, jitter) = pixels(jittered(), 1);
+    assert_eq!(order, order_j, "jitter changed the shuffle");
+    assert_ne!(plain, jitter, "jitter changed no pixel");
+    assert!(jitter.iter().flatten().all(|v| (0.0..=1.0).contains(v)));
+    assert_eq!(pixels(jittered(), 1).1, jitter, "not reproducible");
+
+    let eval = |jitter| PipelineConfig {
+        augment: Augment::Eval,
+        shuffle: false,
+        color_jitter_percent: jitter,
+        ..config()
+    };
+    assert_eq!(
+        pixels(eval(30), 1),
+        pixels(eval(0), 1),
+        "evaluation jittered"
+    );
+
+    let err = Pipeline::new(
+        folder.samples.clone(),
+        PipelineConfig {
+            color_jitter_percent: 101,
+            ..config()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("101%"), "{err}");
+}
+
+#[test]
 fn evaluation_crops_are_centred_and_unflipped() {
     let dir = tempfile::tempdir().unwrap();
     let folder = dataset(dir.path(), 3);

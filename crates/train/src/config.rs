@@ -195,6 +195,10 @@ pub struct TrainConfig {
     /// How training images are weighted in the loss; absent in model.json files from before it.
     #[serde(default)]
     pub balance: Balance,
+    /// Colour jitter of training images, in percent (`gc_pipeline::ColorJitter`); 0 (and absent
+    /// in model.json files from before it) means none.
+    #[serde(default)]
+    pub color_jitter: u8,
 }
 
 /// Weights of the training images in the loss.
@@ -270,12 +274,19 @@ impl TrainConfig {
             patience: None,
             init: None,
             balance: Balance::None,
+            color_jitter: 0,
         }
     }
 
     /// Checks the settings before any work starts, naming the bad value.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |msg: String| Err(TrainError::Config(msg));
+        if self.color_jitter > 100 {
+            return bad(format!(
+                "color jitter {}% is above 100% (a factor below zero)",
+                self.color_jitter
+            ));
+        }
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
         }
@@ -462,6 +473,10 @@ mod tests {
             TrainConfig {
                 model: ok.model.clone().with_channels(vec![8; 6]).unwrap(),
                 image_size: 32,
+                ..ok.clone()
+            },
+            TrainConfig {
+                color_jitter: 101,
                 ..ok.clone()
             },
         ] {

@@ -185,6 +185,7 @@ pub fn train(
                 } else {
                     Augment::Eval
                 },
+                color_jitter_percent: config.color_jitter,
                 cache: options.cache.clone(),
                 workers: options.workers,
                 ..PipelineConfig::default()

@@ -93,6 +93,11 @@ pub struct TrainArgs {
     /// Dropout before the classifier (default 0 for the cnn, 0.2 for efficientnet-lite0).
     #[arg(long, value_name = "P")]
     pub dropout: Option<f64>,
+
+    /// Colour jitter of training images: brightness, contrast and saturation each scaled by a
+    /// random factor within PERCENT% of 1 (0, the default, for none).
+    #[arg(long, value_name = "PERCENT", default_value_t = 0)]
+    pub color_jitter: u8,
 }
 
 fn parse_balance(s: &str) -> Result<Balance, String> {
@@ -139,6 +144,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         patience: args.patience,
         init: args.init.clone(),
         balance: args.balance,
+        color_jitter: args.color_jitter,
         ..TrainConfig::new(model)
     };
     config.validate()?;
