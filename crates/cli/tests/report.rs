@@ -189,6 +189,20 @@ fn calibrate_writes_a_file_that_models_take_and_never_replaces_one() {
         .collect();
     assert!(names[1].ends_with(&format!("+T{t:.2}")), "{names:?}");
 
+    // --json prints what the file holds; the built-in model is named as `builtin`.
+    let builtin_cal = d.join("builtin-cal.json");
+    let (code, stdout, stderr) = run(bin()
+        .args(["calibrate", "--json", "--data"])
+        .arg(&prepared)
+        .arg("--out")
+        .arg(&builtin_cal));
+    assert_eq!(code, 0, "{stderr}");
+    let printed: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&builtin_cal).unwrap()).unwrap();
+    assert_eq!(printed, written);
+    assert_eq!(written["calibrates"], "builtin");
+
     // Refused before any image is read, each with its reason; the existing file is untouched.
     let before = std::fs::read(&cal).unwrap();
     let cal_arg = cal.to_str().unwrap().to_string();
