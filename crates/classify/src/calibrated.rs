@@ -11,8 +11,8 @@
 //! and the file says where its number came from. A relative `calibrates` path is read from the
 //! file's folder, so a hand-written file can travel with its model.
 
-use gc_core::{ClassLabel, Classifier, ModelError, RgbView};
-use gc_eval::calibration::{MAX_TEMPERATURE, MIN_TEMPERATURE, TemperatureFit, scale_row};
+use gc_core::{ClassLabel, Classifier, Gender, ModelError, RgbView};
+use gc_eval::calibration::{MAX_TEMPERATURE, MIN_TEMPERATURE, TemperatureFit, scale_probability};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -79,7 +79,15 @@ impl CalibrationFile {
         let mut tmp = tempfile::NamedTempFile::new_in(CalibrationFile::base_dir(path))
             .map_err(|e| fail(e.to_string()))?;
         std::io::Write::write_all(&mut tmp, format!("{json}\n").as_bytes())
+            .and_then(|()| tmp.as_file().sync_all())
             .map_err(|e| fail(e.to_string()))?;
+        // A temporary file is private (0600); the calibration file is as shareable as a model.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| fail(e.to_string()))?;
+        }
         tmp.persist_noclobber(path).map_err(|e| {
             if e.error.kind() == std::io::ErrorKind::AlreadyExists {
                 fail("already exists; calibrate writes a new file and never replaces one".into())
@@ -133,7 +141,7 @@ impl Classifier for TemperatureScaled {
     fn classify(&self, images: &[RgbView<'_>]) -> Result<Vec<Vec<f32>>, ModelError> {
         let mut rows = self.inner.classify(images)?;
         for row in &mut rows {
-            scale_row(row, self.temperature);
+            scale_by_gender(row, self.inner.labels(), self.temperature);
         }
         Ok(rows)
     }
@@ -143,10 +151,45 @@ impl Classifier for TemperatureScaled {
     }
 }
 
+/// Scales the probability of `female` (the sum of the labels that mean female) as the fit did,
+/// and shares each gender's new probability among its labels as the model shared the old one,
+/// so that a model with several labels a gender (`woman`, `girl`) gets exactly the transform
+/// that was fitted on its female/male probability.
+fn scale_by_gender(row: &mut [f32], labels: &[ClassLabel], temperature: f64) {
+    let of = |row: &[f32], g: Gender| -> f64 {
+        row.iter()
+            .zip(labels)
+            .filter(|(_, l)| l.gender == g)
+            .map(|(&p, _)| p as f64)
+            .sum()
+    };
+    let total = of(row, Gender::Female) + of(row, Gender::Male);
+    if total <= 0.0 || !total.is_finite() {
+        return;
+    }
+    let female = of(row, Gender::Female) / total;
+    let scaled = scale_probability(female, temperature);
+    for g in [Gender::Female, Gender::Male] {
+        let (old, new) = match g {
+            Gender::Female => (female, scaled),
+            Gender::Male => (1.0 - female, 1.0 - scaled),
+        };
+        let count = labels.iter().filter(|l| l.gender == g).count().max(1) as f64;
+        for (p, l) in row.iter_mut().zip(labels) {
+            if l.gender == g {
+                *p = if old > 0.0 {
+                    (*p as f64 / total / old * new) as f32
+                } else {
+                    (new / count) as f32
+                };
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gc_core::Gender;
 
     struct Fixed;
 
@@ -188,6 +231,39 @@ mod tests {
                 "{row:?}"
             );
         }
+    }
+
+    #[test]
+    fn several_labels_a_gender_get_the_fitted_transform() {
+        let label = |name: &str, gender| ClassLabel {
+            name: name.into(),
+            gender,
+        };
+        let labels = [
+            label("woman", Gender::Female),
+            label("girl", Gender::Female),
+            label("man", Gender::Male),
+        ];
+        // p(female) = 0.6; at T = 0.5 it becomes σ(2 ln 1.5) = 2.25 / 3.25 = 0.692308, shared
+        // half and half as before; the man gets the rest.
+        let mut row = [0.3f32, 0.3, 0.4];
+        scale_by_gender(&mut row, &labels, 0.5);
+        let f = 2.25 / 3.25;
+        for (got, want) in row.iter().zip([f / 2.0, f / 2.0, 1.0 - f]) {
+            assert!((*got as f64 - want).abs() < 1e-6, "{row:?}");
+        }
+        // Two labels: the binary formula itself.
+        let mut row = [0.9f32, 0.1];
+        scale_by_gender(&mut row, &labels[1..], 2.0);
+        assert!(
+            (row[0] - 0.75).abs() < 1e-6 && (row[1] - 0.25).abs() < 1e-6,
+            "{row:?}"
+        );
+        // A gender at exactly 0 is clamped away from it, its share split evenly.
+        let mut row = [0.0f32, 0.0, 1.0];
+        scale_by_gender(&mut row, &labels, 2.0);
+        assert!(row[0] > 0.0 && row[0] == row[1], "{row:?}");
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6, "{row:?}");
     }
 
     #[test]
@@ -257,5 +333,13 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine");
         // Nothing but the one file is left in the folder.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let other = dir.path().join("other.json");
+            file.write_new(&other).unwrap();
+            let mode = std::fs::metadata(&other).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
     }
 }

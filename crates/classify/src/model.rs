@@ -99,6 +99,15 @@ impl ModelSpec {
                     dir_kind(&path)?
                 } else if is_onnx_name(&path) {
                     ModelSpec::Onnx { path, preset: None }
+                } else if let Some(name @ ("model.json" | "config.json")) =
+                    path.file_name().and_then(|n| n.to_str())
+                {
+                    return Err(ModelError::Format {
+                        path: v.to_string(),
+                        reason: format!(
+                            "{name} describes the model in its folder: pass the folder"
+                        ),
+                    });
                 } else if has_extension(&path, "json") {
                     ModelSpec::Calibrated(path)
                 } else {
@@ -130,8 +139,9 @@ impl ModelSpec {
             ModelSpec::Onnx { path, .. }
             | ModelSpec::Trained(path)
             | ModelSpec::HuggingFaceDir(path)
-            | ModelSpec::Calibrated(path) => std::fs::canonicalize(path)
-                .or_else(|_| std::path::absolute(path))
+            // Not canonicalised: a symlink's own name is what gives an ONNX model its preset
+            // and its `.preprocess.json`.
+            | ModelSpec::Calibrated(path) => std::path::absolute(path)
                 .unwrap_or_else(|_| path.clone())
                 .display()
                 .to_string(),
@@ -271,6 +281,11 @@ mod tests {
         let missing = dir.path().join("missing.onnx");
         let err = ModelSpec::parse(Some(missing.to_str().unwrap()), None).unwrap_err();
         assert!(err.to_string().contains("missing.onnx"), "{err}");
+        std::fs::write(hf.join("model.json"), b"{}").unwrap();
+        let err = ModelSpec::parse(Some(hf.join("model.json").to_str().unwrap()), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pass the folder"), "{err}");
         let txt = dir.path().join("notes.txt");
         std::fs::write(&txt, b"x").unwrap();
         assert!(ModelSpec::parse(Some(txt.to_str().unwrap()), None).is_err());
@@ -358,7 +373,7 @@ mod tests {
         assert_eq!(
             ModelSpec::parse(Some(&value), spec.preset()).unwrap(),
             ModelSpec::Flip(Box::new(ModelSpec::Onnx {
-                path: std::fs::canonicalize(&onnx).unwrap(),
+                path: std::path::absolute(&onnx).unwrap(),
                 preset: Some("dlib".into())
             }))
         );

@@ -105,7 +105,8 @@ pub struct EvalArgs {
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// A model to compare (repeat: --model A --model B ...). `builtin` names the built-in model,
-    /// `flip:MODEL` a model averaged over each face and its mirror image.
+    /// `flip:MODEL` a model averaged over each face and its mirror image, a .json file from
+    /// `calibrate` a model with its probabilities temperature-scaled.
     #[arg(long = "model", short, required = true)]
     pub models: Vec<String>,
 

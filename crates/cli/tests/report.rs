@@ -219,6 +219,11 @@ fn calibrate_writes_a_file_that_models_take_and_never_replaces_one() {
             d.join("flip.json"),
             "calibrate --model flip:MODEL",
         ),
+        (
+            dlib_model(),
+            d.join("missing").join("cal.json"),
+            "no folder",
+        ),
     ] {
         let (code, _, stderr) = calibrate(&model, &out);
         assert_eq!(code, 2, "{model} -> {}: {stderr}", out.display());
@@ -228,6 +233,24 @@ fn calibrate_writes_a_file_that_models_take_and_never_replaces_one() {
         }
     }
     assert_eq!(std::fs::read(&cal).unwrap(), before);
+
+    // The first 5 validation faces are all women (sorted by class): refused, nothing written.
+    let few = d.join("few.json");
+    let (code, _, stderr) = run(bin()
+        .args([
+            "calibrate",
+            "--limit",
+            "5",
+            "--model",
+            &dlib_model(),
+            "--data",
+        ])
+        .arg(&prepared)
+        .arg("--out")
+        .arg(&few));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("needs both classes"), "{stderr}");
+    assert!(!few.exists());
 }
 
 /// The image files under `dir`, sorted.

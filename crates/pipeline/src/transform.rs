@@ -387,7 +387,7 @@ mod tests {
         // Brightness 1.5 scales, clamped at 1 (0.5 * 1.5 = 0.75 stays; none reach 1 here).
         assert!(close(run(1.5, 1.0, 1.0), image.map(|v| v * 1.5)));
         assert!(close(run(3.0, 1.0, 1.0), [1.0, 0.3, 0.6, 1.0, 0.3, 0.9]));
-        // Contrast 0: every value becomes the mean luma, (0.2810 + 0.3289) / 2 = 0.30495.
+        // Contrast 0: every value becomes the mean luma, (0.2783 + 0.2989) / 2 = 0.2886.
         let l1 = 0.299 * 0.5 + 0.587 * 0.2 + 0.114 * 0.1;
         let l2 = 0.299 * 0.1 + 0.587 * 0.4 + 0.114 * 0.3;
         let mean = (l1 + l2) / 2.0;

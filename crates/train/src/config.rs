@@ -281,6 +281,11 @@ impl TrainConfig {
     /// Checks the settings before any work starts, naming the bad value.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |msg: String| Err(TrainError::Config(msg));
+        if self.color_jitter > 0 && !self.augment {
+            return bad(
+                "color jitter needs augmentation on (it applies to training images only)".into(),
+            );
+        }
         if self.color_jitter > 100 {
             return bad(format!(
                 "color jitter {}% is above 100% (a factor below zero)",
@@ -477,6 +482,11 @@ mod tests {
             },
             TrainConfig {
                 color_jitter: 101,
+                ..ok.clone()
+            },
+            TrainConfig {
+                color_jitter: 20,
+                augment: false,
                 ..ok.clone()
             },
         ] {

@@ -27,18 +27,58 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
             args.out.display()
         );
     }
+    let folder = CalibrationFile::base_dir(&args.out);
+    if !folder.is_dir() {
+        bail!(
+            "{}: no folder {} to write it in",
+            args.out.display(),
+            folder.display()
+        );
+    }
     let spec = ModelSpec::parse(args.model.model.as_deref(), args.model.preset.as_deref())?;
     if let ModelSpec::Calibrated(path) = &spec {
+        CalibrationFile::read(path)?;
         bail!(
             "{}: already a calibration file; calibrate the model it names",
             path.display()
         );
     }
+    // Without a manifest or a folder for the split, read_labelled takes the whole folder: say so
+    // in the file rather than record a split that was not used.
+    let split = if args.data.join(gc_dataset::manifest::MANIFEST).is_file()
+        || args.data.join(&args.split).is_dir()
+    {
+        args.split.clone()
+    } else {
+        eprintln!(
+            "warning: {} has no manifest.csv and no {}/ folder: fitting on every image in it; evaluate the calibrated model on other images",
+            args.data.display(),
+            args.split
+        );
+        "whole folder".to_string()
+    };
     let model = gc_classify::load(&spec).context("loading the model")?;
     let images = labelled(&args.data, &args.split, args.limit)?;
     let run = run_with_progress(model.as_ref(), &images, args.batch_size);
     for (path, why) in &run.skipped {
         eprintln!("{path}: {why}");
+    }
+    if let Some(s) = run.samples.iter().find(|s| !s.p_female.is_finite()) {
+        bail!(
+            "{}: the model gave a probability of {} for {}; cannot fit a temperature",
+            model.name(),
+            s.p_female,
+            s.id
+        );
+    }
+    let classes: std::collections::BTreeSet<_> = run.samples.iter().map(|s| s.truth).collect();
+    if classes.len() == 1 {
+        bail!(
+            "{}: the {} images classified are all {}; a temperature needs both classes (--limit takes the first N in a fixed order, one class after the other)",
+            args.data.display(),
+            run.samples.len(),
+            run.samples[0].truth
+        );
     }
     let Some(fit) = fit_temperature(&run.samples) else {
         bail!(
@@ -55,7 +95,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
         temperature: fit.temperature,
         fitted_on: Some(FittedOn {
             data: data.display().to_string(),
-            split: args.split.clone(),
+            split: split.clone(),
             fit: fit.clone(),
         }),
     };
@@ -75,7 +115,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
             fit.temperature,
             fit.images,
             data.display(),
-            args.split
+            split
         );
         println!(
             "  on those images: negative log-likelihood {:.4} -> {:.4}, expected calibration error {:.4} -> {:.4}",
