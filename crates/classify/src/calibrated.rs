@@ -16,6 +16,11 @@ use gc_eval::calibration::{MAX_TEMPERATURE, MIN_TEMPERATURE, TemperatureFit, sca
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// Why a calibration file is not written: one message for the check before the fit and for the
+/// write that finds the name taken after it.
+pub const ALREADY_EXISTS: &str =
+    "already exists; calibrate writes a new file and never replaces one";
+
 /// What a calibration file holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,12 +95,18 @@ impl CalibrationFile {
         }
         tmp.persist_noclobber(path).map_err(|e| {
             if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                fail("already exists; calibrate writes a new file and never replaces one".into())
+                fail(ALREADY_EXISTS.into())
             } else {
                 fail(e.error.to_string())
             }
         })?;
         Ok(())
+    }
+
+    /// Whether `--model` takes `path` for a calibration file: its name ends in `.json`.
+    pub fn has_its_name(path: &Path) -> bool {
+        path.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
     }
 
     /// The folder relative `calibrates` paths are read from.
@@ -122,10 +133,6 @@ impl TemperatureScaled {
             temperature,
             name,
         }
-    }
-
-    pub fn temperature(&self) -> f64 {
-        self.temperature
     }
 }
 

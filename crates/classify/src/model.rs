@@ -108,7 +108,7 @@ impl ModelSpec {
                             "{name} describes the model in its folder: pass the folder"
                         ),
                     });
-                } else if has_extension(&path, "json") {
+                } else if CalibrationFile::has_its_name(&path) {
                     ModelSpec::Calibrated(path)
                 } else {
                     return Err(ModelError::Format {
@@ -164,12 +164,8 @@ impl ModelSpec {
 }
 
 fn is_onnx_name(path: &Path) -> bool {
-    has_extension(path, "onnx")
-}
-
-fn has_extension(path: &Path, ext: &str) -> bool {
     path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }
 
 fn dir_kind(dir: &Path) -> Result<ModelSpec, ModelError> {

@@ -6,26 +6,19 @@ use crate::Status;
 use crate::args::CalibrateArgs;
 use anyhow::{Context, bail};
 use gc_classify::ModelSpec;
-use gc_classify::calibrated::{CalibrationFile, FittedOn};
+use gc_classify::calibrated::{ALREADY_EXISTS, CalibrationFile, FittedOn};
 use gc_eval::calibration::fit_temperature;
 
 pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
     // Checked before any image is read: a fit can take minutes.
-    if !args
-        .out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-    {
+    if !CalibrationFile::has_its_name(&args.out) {
         bail!(
             "{}: a calibration file must end in .json (that is how --model recognises it)",
             args.out.display()
         );
     }
     if args.out.exists() {
-        bail!(
-            "{}: already exists; calibrate writes a new file and never replaces one",
-            args.out.display()
-        );
+        bail!("{}: {ALREADY_EXISTS}", args.out.display());
     }
     let folder = CalibrationFile::base_dir(&args.out);
     if !folder.is_dir() {
