@@ -552,6 +552,87 @@ fn tiny_dataset(root: &Path, faces: &[PathBuf]) {
 }
 
 #[test]
+fn train_with_teachers_records_them_and_checks_before_their_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("faces")).unwrap();
+    let faces = real_faces(&d.join("faces"), 24);
+    let data = d.join("data");
+    tiny_dataset(&data, &faces);
+    // A file no model can read: the teachers leave it out, and training skips it too.
+    let broken = data.join("train/female/30_1_0_20170101000000000.jpg.chip.jpg");
+    std::fs::write(&broken, b"not a jpeg").unwrap();
+    let train = |out: &Path, extra: &[&str]| {
+        run(bin()
+            .arg("train")
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .args(["--epochs", "1", "--batch-size", "8", "--workers", "1"])
+            .args(["--image-size", "32"])
+            .args(extra))
+    };
+    // Two teachers, averaged; model.json says which, so that --resume can check them.
+    let model = d.join("student");
+    let teachers = ["--teacher", "builtin", "--teacher", "flip:builtin"];
+    let (code, _, stderr) = train(
+        &model,
+        &[&teachers[..], &["--teacher-weight", "0.3"]].concat(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("16 of the 17 training images classified")
+            .count(),
+        2,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("30_1_0_20170101000000000.jpg.chip.jpg: "),
+        "{stderr}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["teacher"],
+        serde_json::json!({"models": ["builtin", "flip:builtin"], "weight": 0.3})
+    );
+    // Resuming with another teacher weight is another run, refused before the teachers' pass.
+    let (code, _, stderr) = train(&model, &[&teachers[..], &["--resume"]].concat());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("other settings: teacher"), "{stderr}");
+    assert!(!stderr.contains("classified"), "{stderr}");
+
+    // Refused before the teachers classify anything, and without writing a file.
+    let missing = d.join("missing.onnx");
+    let missing = missing.to_str().unwrap();
+    let mut refusals = vec![
+        (vec!["--teacher-weight", "0.3"], "--teacher"),
+        (
+            vec!["--teacher", "builtin", "--teacher-weight", "0"],
+            "teacher weight 0",
+        ),
+        (vec!["--teacher", missing], "missing.onnx"),
+    ];
+    if !cfg!(feature = "gpu") {
+        refusals.push((vec!["--teacher", "builtin", "--device", "gpu"], "gpu"));
+    }
+    for (extra, needle) in refusals {
+        let out = d.join("refused");
+        let (code, _, stderr) = train(&out, &extra);
+        assert_eq!(code, 2, "{extra:?}: {stderr}");
+        assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("classified"), "{extra:?}: {stderr}");
+        assert!(!out.exists(), "{extra:?} wrote {}", out.display());
+    }
+    let (code, _, stderr) = train(&model, &["--teacher", "builtin"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("already holds a model"), "{stderr}");
+    assert!(!stderr.contains("classified"), "{stderr}");
+}
+
+#[test]
 fn train_builds_the_asked_network_and_predict_reads_it_back() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -199,6 +199,22 @@ pub struct TrainConfig {
     /// in model.json files from before it) means none.
     #[serde(default)]
     pub color_jitter: u8,
+    /// Knowledge distillation from other models; absent (and in model.json files from before it)
+    /// for the labels alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<Teacher>,
+}
+
+/// Knowledge distillation: each training image's target mixes its label with the probabilities
+/// other models give it, `(1 - weight) * label + weight * teacher`. The teachers' probabilities
+/// come with the data ([`crate::TrainData::with_teacher`]); this records which models gave them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Teacher {
+    /// The teachers as `--model` values (paths absolute); their p(female) is averaged.
+    pub models: Vec<String>,
+    /// The teachers' share of each target, in (0, 1].
+    pub weight: f64,
 }
 
 /// Weights of the training images in the loss.
@@ -275,6 +291,7 @@ impl TrainConfig {
             init: None,
             balance: Balance::None,
             color_jitter: 0,
+            teacher: None,
         }
     }
 
@@ -291,6 +308,14 @@ impl TrainConfig {
                 "color jitter {}% is above 100% (a factor below zero)",
                 self.color_jitter
             ));
+        }
+        if let Some(t) = &self.teacher {
+            if t.models.is_empty() {
+                return bad("distillation needs at least one teacher model".into());
+            }
+            if !(t.weight > 0.0 && t.weight <= 1.0) {
+                return bad(format!("teacher weight {} must be in (0, 1]", t.weight));
+            }
         }
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
@@ -489,9 +514,41 @@ mod tests {
                 augment: false,
                 ..ok.clone()
             },
+            teacher(vec![], 0.5),
+            teacher(vec!["a.onnx".into()], 0.0),
+            teacher(vec!["a.onnx".into()], 1.5),
+            teacher(vec!["a.onnx".into()], f64::NAN),
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
+        assert!(teacher(vec!["a.onnx".into()], 1.0).validate().is_ok());
+    }
+
+    fn teacher(models: Vec<String>, weight: f64) -> TrainConfig {
+        TrainConfig {
+            teacher: Some(Teacher { models, weight }),
+            ..TrainConfig::new(Arch::Cnn.default_spec())
+        }
+    }
+
+    #[test]
+    fn a_teacher_is_saved_only_when_there_is_one() {
+        let plain = serde_json::to_value(TrainConfig::new(Arch::Cnn.default_spec())).unwrap();
+        assert!(plain.get("teacher").is_none(), "{plain}");
+        let config = teacher(vec!["/m/dlib.json".into()], 0.5);
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(
+            json["teacher"],
+            serde_json::json!({"models": ["/m/dlib.json"], "weight": 0.5})
+        );
+        assert_eq!(serde_json::from_value::<TrainConfig>(json).unwrap(), config);
+        // model.json files from before distillation read as no teacher.
+        assert_eq!(
+            serde_json::from_value::<TrainConfig>(plain)
+                .unwrap()
+                .teacher,
+            None
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! the build.
 //!
 //! Reproducibility: the weights after a run are a function of the config (seed included), the data
-//! and the number of threads. Every random draw depends on (seed, epoch) only; see
+//! (with the teachers' answers, for distillation) and the number of threads. Every random draw depends on (seed, epoch) only; see
 //! [`model_dir`]'s `RunState::rng`. burn's flex backend keeps its random generator in a
 //! process-wide static, so two trainings in one process at the same time are not reproducible.
 
@@ -29,11 +29,11 @@ mod trainer;
 
 pub use batcher::batch_to_tensors;
 pub use classifier::{BurnClassifier, load_model, load_model_bytes};
-pub use config::{Arch, Balance, ModelSpec, Schedule, TrainConfig};
+pub use config::{Arch, Balance, ModelSpec, Schedule, Teacher, TrainConfig};
 pub use device::TrainDevice;
 pub use model_dir::{DataInfo, ModelDir, ModelInfo, StopReason, read_info};
 pub use progress::{BatchStats, EpochMetrics, NoProgress, Phase, TrainProgress};
-pub use trainer::{RunOptions, TrainData, TrainReport, train};
+pub use trainer::{RunOptions, TrainData, TrainReport, check_run, train};
 
 use std::path::{Path, PathBuf};
 

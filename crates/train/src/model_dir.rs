@@ -36,6 +36,10 @@ pub struct DataInfo {
     pub fingerprint: String,
     pub train_images: usize,
     pub val_images: usize,
+    /// sha256 of the teachers' probabilities of the training images, in order, for a run with
+    /// teachers ([`crate::Teacher`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<String>,
 }
 
 /// Why training ended.
@@ -326,6 +330,7 @@ mod tests {
                 fingerprint: "ab".into(),
                 train_images: 10,
                 val_images: 2,
+                teacher: None,
             },
             best: metrics(1),
             epochs_run: 1,
@@ -351,6 +356,7 @@ mod tests {
                     fingerprint: "x".into(),
                     train_images: 1,
                     val_images: 1,
+                    teacher: Some("t".into()),
                 },
                 epochs_done: 1,
                 best: Some(metrics(1)),

@@ -30,6 +30,9 @@ pub struct TrainData {
     pub train: Vec<Sample>,
     pub val: Vec<Sample>,
     pub info: DataInfo,
+    /// The teachers' p(female) of each training image, by index, for distillation
+    /// ([`crate::Teacher`]); NaN where they could not classify it (its target is then its label).
+    pub teacher: Option<Vec<f32>>,
 }
 
 impl TrainData {
@@ -75,21 +78,64 @@ impl TrainData {
         for line in &lines {
             hasher.update(line.as_bytes());
         }
-        let fingerprint = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         Ok(TrainData {
             info: DataInfo {
-                fingerprint,
+                fingerprint: hex(&hasher.finalize()),
+                teacher: None,
                 train_images: train.samples.len(),
                 val_images: val.samples.len(),
             },
             train: train.samples,
             val: val.samples,
+            teacher: None,
         })
     }
+
+    /// The same data with the teachers' p(female) of each training image, in the order of
+    /// `train`: a probability in [0, 1], or NaN for an image they could not classify.
+    /// Their fingerprint joins the data's, so that `--resume` refuses teachers that have changed
+    /// their minds (a calibration file fitted again, a model folder trained again).
+    pub fn with_teacher(self, p_female: Vec<f32>) -> Result<TrainData, TrainError> {
+        check_teacher(&self.train, &p_female)?;
+        let mut hasher = Sha256::new();
+        for p in &p_female {
+            hasher.update(p.to_le_bytes());
+        }
+        Ok(TrainData {
+            info: DataInfo {
+                teacher: Some(hex(&hasher.finalize())),
+                ..self.info
+            },
+            teacher: Some(p_female),
+            ..self
+        })
+    }
+}
+
+/// One teacher probability per training image, each in [0, 1] or NaN.
+fn check_teacher(train: &[Sample], p_female: &[f32]) -> Result<(), TrainError> {
+    if p_female.len() != train.len() {
+        return Err(TrainError::Data(format!(
+            "{} teacher probabilities for {} training images",
+            p_female.len(),
+            train.len()
+        )));
+    }
+    if let Some((i, p)) = p_female
+        .iter()
+        .enumerate()
+        .find(|(_, p)| !p.is_nan() && !(0.0..=1.0).contains(*p))
+    {
+        return Err(TrainError::Data(format!(
+            "{}: teacher probability {p} is not in [0, 1]",
+            train[i].path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How to run (not what to learn): none of this changes the result except `threads`, which
@@ -143,31 +189,32 @@ pub fn train(
     options: &RunOptions,
     progress: &dyn TrainProgress,
 ) -> Result<TrainReport, TrainError> {
-    config.validate()?;
-    // Before anything is written: a build without the GPU, or a machine without one, fails here.
-    let device = options.device.burn_device()?;
-    let files = ModelDir::new(out);
-    let checkpoint = if options.resume {
-        let path = files.checkpoint();
-        if !path.is_file() {
-            return Err(TrainError::Resume(format!(
-                "{}: no checkpoint to resume",
-                path.display()
-            )));
+    let teacher = match (&config.teacher, &data.teacher) {
+        (None, None) => None,
+        (Some(t), Some(p)) => {
+            check_teacher(&data.train, p)?;
+            Some((p.clone(), t.weight as f32))
         }
-        let checkpoint = Checkpoint::read(&path)?;
-        same_run(&checkpoint.state, config, &data.info)?;
-        Some(checkpoint)
-    } else {
-        if [files.info(), files.weights(), files.checkpoint()]
-            .iter()
-            .any(|p| p.exists())
-        {
-            return Err(TrainError::OutputExists(out.to_path_buf()));
+        (Some(_), None) => {
+            return Err(TrainError::Config(
+                "the settings name a teacher, but the data has no teacher probabilities".into(),
+            ));
         }
-        std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-        None
+        (None, Some(_)) => {
+            return Err(TrainError::Config(
+                "the data has teacher probabilities, but the settings name no teacher".into(),
+            ));
+        }
     };
+    let Ready {
+        device,
+        weights,
+        checkpoint,
+    } = preflight(config, data, out, options)?;
+    let files = ModelDir::new(out);
+    if checkpoint.is_none() {
+        std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    }
 
     let pipeline = |samples: &[Sample], train: bool| {
         let image_size = Size::square(config.image_size);
@@ -193,15 +240,12 @@ pub fn train(
         )
         .map_err(|e| TrainError::Data(e.to_string()))
     };
-    let weights = match config.balance {
-        Balance::None => None,
-        balance => Some(cell_weights(&data.train, balance)?),
-    };
     let run = Run {
         config,
         data: &data.info,
         files: &files,
         weights,
+        teacher,
         train: pipeline(&data.train, true)?,
         val: pipeline(&data.val, false)?,
         progress,
@@ -234,9 +278,80 @@ pub fn train(
     })
 }
 
+/// Checks what can refuse a run before any work is done: the settings, the device, the loss
+/// weights, the ImageNet weights' file, and the output folder (with `resume`, a checkpoint of the
+/// same settings and data; otherwise no model or checkpoint there). [`train`] checks it all
+/// first; a caller with slow work to do before training (the teachers' pass over the images)
+/// checks it before that work, with the data as it then is.
+pub fn check_run(
+    config: &TrainConfig,
+    data: &TrainData,
+    out: &Path,
+    options: &RunOptions,
+) -> Result<(), TrainError> {
+    preflight(config, data, out, options).map(|_| ())
+}
+
+/// What [`preflight`] found, for [`train`] to use.
+struct Ready {
+    device: Device,
+    weights: Option<Vec<f32>>,
+    checkpoint: Option<Checkpoint>,
+}
+
+fn preflight(
+    config: &TrainConfig,
+    data: &TrainData,
+    out: &Path,
+    options: &RunOptions,
+) -> Result<Ready, TrainError> {
+    config.validate()?;
+    // A build without the GPU, or a machine without one, fails here.
+    let device = options.device.burn_device()?;
+    let weights = match config.balance {
+        Balance::None => None,
+        balance => Some(cell_weights(&data.train, balance)?),
+    };
+    let files = ModelDir::new(out);
+    let checkpoint = if options.resume {
+        let path = files.checkpoint();
+        if !path.is_file() {
+            return Err(TrainError::Resume(format!(
+                "{}: no checkpoint to resume",
+                path.display()
+            )));
+        }
+        let checkpoint = Checkpoint::read(&path)?;
+        same_run(&checkpoint.state, config, &data.info)?;
+        Some(checkpoint)
+    } else {
+        if [files.info(), files.weights(), files.checkpoint()]
+            .iter()
+            .any(|p| p.exists())
+        {
+            return Err(TrainError::OutputExists(out.to_path_buf()));
+        }
+        if let Some(init) = &config.init
+            && !init.is_file()
+        {
+            return Err(TrainError::Config(format!(
+                "--init {}: no such file",
+                init.display()
+            )));
+        }
+        None
+    };
+    Ok(Ready {
+        device,
+        weights,
+        checkpoint,
+    })
+}
+
 /// Refuses to resume with other settings (but the patience) or other data, naming what differs.
 fn same_run(state: &RunState, config: &TrainConfig, data: &DataInfo) -> Result<(), TrainError> {
-    if state.data != *data {
+    let images = |d: &DataInfo| (d.fingerprint.clone(), d.train_images, d.val_images);
+    if images(&state.data) != images(data) {
         return Err(TrainError::Resume(format!(
             "the checkpoint was trained on other data ({} + {} images, fingerprint {}); these are {} + {} images, fingerprint {}",
             state.data.train_images,
@@ -277,6 +392,14 @@ fn same_run(state: &RunState, config: &TrainConfig, data: &DataInfo) -> Result<(
             differ.join("; ")
         )));
     }
+    // Unknown until the teachers' pass, which a caller checks before (check_run).
+    if data.teacher.is_some() && state.data.teacher != data.teacher {
+        return Err(TrainError::Resume(format!(
+            "the teachers' probabilities differ from those the checkpoint was trained with (fingerprint {} then, {} now): a teacher has changed since; train anew into another folder",
+            state.data.teacher.as_deref().unwrap_or("none"),
+            data.teacher.as_deref().unwrap_or("none")
+        )));
+    }
     Ok(())
 }
 
@@ -296,6 +419,8 @@ struct Run<'a> {
     files: &'a ModelDir,
     /// Loss weight of each training sample, by its index; `None` for plain cross-entropy.
     weights: Option<Vec<f32>>,
+    /// The teachers' p(female) of each training sample, by index, and their share of the target.
+    teacher: Option<(Vec<f32>, f32)>,
     train: Pipeline,
     val: Pipeline,
     progress: &'a dyn TrainProgress,
@@ -337,6 +462,47 @@ fn weighted_cross_entropy(
     let log_p = burn::tensor::activation::log_softmax(logits, 1);
     let picked = log_p.gather(1, labels.reshape([n, 1])).reshape([n]);
     (picked.neg() * weights.clone()).sum() / weights.sum()
+}
+
+/// Cross-entropy against soft targets `[n, 2]` (rows summing to 1), each sample weighted as in
+/// [`weighted_cross_entropy`] when weights are given.
+fn soft_cross_entropy(
+    logits: Tensor<2>,
+    targets: Tensor<2>,
+    weights: Option<Tensor<1>>,
+) -> Tensor<1> {
+    let n = logits.dims()[0];
+    let log_p = burn::tensor::activation::log_softmax(logits, 1);
+    let per_sample = (log_p * targets).sum_dim(1).reshape([n]).neg();
+    match weights {
+        None => per_sample.mean(),
+        Some(w) => (per_sample * w.clone()).sum() / w.sum(),
+    }
+}
+
+/// The distillation targets of a batch, `[female, male]` per image, row after row: the label's
+/// one-hot vector and the teachers' probabilities mixed, `(1 - weight) * label + weight *
+/// teacher`; the label alone where the teachers gave NaN.
+fn distill_targets(labels: &[u32], indices: &[usize], p_female: &[f32], weight: f32) -> Vec<f32> {
+    // Labels index Gender::ALL: TrainData::new checks the class folders against it.
+    let (female, male) = (Gender::Female.index(), Gender::Male.index());
+    labels
+        .iter()
+        .zip(indices)
+        .flat_map(|(&label, &i)| {
+            let truth = if label as usize == female { 1.0 } else { 0.0 };
+            let q = p_female[i];
+            let t = if q.is_nan() {
+                truth
+            } else {
+                (1.0 - weight) * truth + weight * q
+            };
+            let mut row = [0.0; 2];
+            row[female] = t;
+            row[male] = 1.0 - t;
+            row
+        })
+        .collect()
 }
 
 /// Weights that give every cell of `samples` (`Balance::cell`: a race or age bucket, with a
@@ -437,11 +603,16 @@ impl Run<'_> {
                     let w: Vec<f32> = batch.indices.iter().map(|&i| w[i]).collect();
                     Tensor::<1>::from_data(TensorData::new(w, [n]), device)
                 });
+                let targets = self.teacher.as_ref().map(|(p, weight)| {
+                    let t = distill_targets(&batch.labels, &batch.indices, p, *weight);
+                    Tensor::<2>::from_data(TensorData::new(t, [n, 2]), device)
+                });
                 let (images, labels) = batch_to_tensors(batch, device);
                 let logits = model.forward(images);
-                let loss = match weights {
-                    None => loss_fn.forward(logits.clone(), labels.clone()),
-                    Some(w) => weighted_cross_entropy(logits.clone(), labels.clone(), w),
+                let loss = match (targets, weights) {
+                    (Some(t), w) => soft_cross_entropy(logits.clone(), t, w),
+                    (None, None) => loss_fn.forward(logits.clone(), labels.clone()),
+                    (None, Some(w)) => weighted_cross_entropy(logits.clone(), labels.clone(), w),
                 };
                 let rates = scheduler.step();
                 lr = rates.base();
@@ -738,5 +909,58 @@ mod tests {
             .forward(logits.clone(), labels.clone())
             .into_scalar::<f32>();
         assert!((loss(vec![0.5, 0.5]) - plain).abs() < 1e-5);
+    }
+
+    #[test]
+    fn distillation_targets_mix_label_and_teacher() {
+        // Images 0 (female) and 1 (male) with teachers saying 0.8 and 0.3 female; image 2 (male)
+        // which the teachers could not classify.
+        let p_female = [0.8, 0.3, f32::NAN];
+        let t = distill_targets(&[0, 1, 1], &[0, 1, 2], &p_female, 0.25);
+        let want = [
+            0.75 + 0.25 * 0.8, // female label: 0.75 * 1 + 0.25 * 0.8
+            0.25 * 0.2,
+            0.25 * 0.3, // male label: 0.75 * 0 + 0.25 * 0.3
+            0.75 + 0.25 * 0.7,
+            0.0, // NaN: the label alone
+            1.0,
+        ];
+        for (got, want) in t.iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{t:?}");
+        }
+        // Batches index the sample list: a batch holding images 2 and 0, in that order.
+        let t = distill_targets(&[1, 0], &[2, 0], &p_female, 1.0);
+        for (got, want) in t.iter().zip([0.0, 1.0, 0.8, 0.2]) {
+            assert!((got - want).abs() < 1e-6, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn soft_cross_entropy_matches_hand_computed_values() {
+        let device = gc_models::cpu_device();
+        let logits = Tensor::<2>::from_data(
+            TensorData::new(vec![2.0f32, 0.0, 0.0, 1.0], [2, 2]),
+            &device,
+        );
+        let targets = |t: Vec<f32>| Tensor::<2>::from_data(TensorData::new(t, [2, 2]), &device);
+        let weights = |w: Vec<f32>| Tensor::<1>::from_data(TensorData::new(w, [2]), &device);
+        // log p of row 0: [-ln(1 + e^-2), -ln(1 + e^2)]; of row 1: [-ln(1 + e), -ln(1 + e^-1)].
+        let lp = |x: f32| -(1.0f32 + x.exp()).ln();
+        let (a0, a1, b0, b1) = (lp(-2.0), lp(2.0), lp(1.0), lp(-1.0));
+        let loss = |t: Vec<f32>, w: Option<Vec<f32>>| {
+            soft_cross_entropy(logits.clone(), targets(t), w.map(weights)).into_scalar::<f32>()
+        };
+        let got = loss(vec![0.7, 0.3, 0.4, 0.6], None);
+        let want = -(0.7 * a0 + 0.3 * a1 + 0.4 * b0 + 0.6 * b1) / 2.0;
+        assert!((got - want).abs() < 1e-5, "{got} {want}");
+        let got = loss(vec![0.7, 0.3, 0.4, 0.6], Some(vec![1.0, 3.0]));
+        let want = -((0.7 * a0 + 0.3 * a1) + 3.0 * (0.4 * b0 + 0.6 * b1)) / 4.0;
+        assert!((got - want).abs() < 1e-5, "{got} {want}");
+        // One-hot targets are the hard-label losses.
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1], [2]), &device);
+        let w = vec![2.0, 0.5];
+        let hard = weighted_cross_entropy(logits.clone(), labels, weights(w.clone()));
+        let soft = loss(vec![1.0, 0.0, 0.0, 1.0], Some(w));
+        assert!((hard.into_scalar::<f32>() - soft).abs() < 1e-6);
     }
 }

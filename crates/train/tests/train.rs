@@ -7,8 +7,8 @@ use gc_models::CnnConfig;
 use gc_pipeline::{ImageFolder, Sample, decode_rgb};
 use gc_testdata::shared;
 use gc_train::{
-    Arch, EpochMetrics, ModelSpec, RunOptions, Schedule, StopReason, TrainConfig, TrainData,
-    TrainError, TrainProgress, load_model, train,
+    Arch, EpochMetrics, ModelSpec, RunOptions, Schedule, StopReason, Teacher, TrainConfig,
+    TrainData, TrainError, TrainProgress, load_model, train,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -207,6 +207,81 @@ fn a_tiny_cnn_learns_gender_from_a_few_hundred_faces() {
         .classify(&[RgbView::new(200, 150, &big).unwrap()])
         .unwrap();
     assert_eq!(rows[0].len(), 2);
+}
+
+#[test]
+fn a_student_learns_what_its_teacher_says() {
+    let _lock = one_run_at_a_time();
+    let out = tempfile::tempdir().unwrap();
+    let d = data(300, 100);
+    // A teacher that is always wrong, and certain: p(female) 0 for women and 1 for men. With all
+    // of the target its own, the student learns the teacher's classes, not the labels', and is
+    // wrong on the faces about as often as a student of the labels is right. (Accuracy and
+    // validation loss are still measured against the labels, so the kept epoch is an early one.)
+    let liar: Vec<f32> = d.train.iter().map(|s| s.label as f32).collect();
+    let config = TrainConfig {
+        teacher: Some(Teacher {
+            models: vec!["/models/liar.onnx".into()],
+            weight: 1.0,
+        }),
+        ..tiny(8)
+    };
+    let dir = out.path().join("student");
+    let taught = d.clone().with_teacher(liar.clone()).unwrap();
+    let report = train(&config, &taught, &dir, &options(2), &gc_train::NoProgress).unwrap();
+    let last = report.history.last().unwrap();
+    eprintln!("the liar's student, last epoch: {last:?}");
+    assert!(last.train_acc < 0.35 && last.val_acc < 0.35, "{last:?}");
+    let info = gc_train::read_info(&dir).unwrap();
+    assert_eq!(info.training.teacher, config.teacher);
+    assert_eq!(info.data, taught.info);
+    assert_eq!(taught.info.teacher.as_ref().map(String::len), Some(64));
+
+    // The teachers' answers are part of the data: a resume with others is refused, and one with
+    // the same answers finds the run finished.
+    let resume = RunOptions {
+        resume: true,
+        ..options(2)
+    };
+    let mut changed = liar.clone();
+    changed[0] = 0.5;
+    let changed = d.clone().with_teacher(changed).unwrap();
+    let err = train(&config, &changed, &dir, &resume, &gc_train::NoProgress).unwrap_err();
+    assert!(
+        err.to_string().contains("teachers' probabilities differ"),
+        "{err}"
+    );
+    let again = train(&config, &taught, &dir, &resume, &gc_train::NoProgress).unwrap();
+    assert_eq!(again.history, report.history);
+
+    // Settings and data must agree on whether there is a teacher; the probabilities must be one
+    // per training image, each in [0, 1] or NaN.
+    let refused = |config: &TrainConfig, data: &TrainData| {
+        let dir = out.path().join("refused");
+        let err = train(config, data, &dir, &options(2), &gc_train::NoProgress).unwrap_err();
+        assert!(!dir.exists(), "{err}");
+        err.to_string()
+    };
+    let err = refused(&config, &d);
+    assert!(err.contains("no teacher probabilities"), "{err}");
+    let err = refused(&tiny(1), &taught);
+    assert!(err.contains("settings name no teacher"), "{err}");
+    let err = d
+        .clone()
+        .with_teacher(vec![0.5; 3])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("3 teacher probabilities for 600 training images"),
+        "{err}"
+    );
+    let mut bad = liar;
+    bad[7] = 1.5;
+    let err = d.with_teacher(bad).unwrap_err().to_string();
+    assert!(
+        err.contains("teacher probability 1.5 is not in [0, 1]"),
+        "{err}"
+    );
 }
 
 /// Nearest-neighbour resize of packed RGB, to feed the classifier an image of another size.

@@ -135,7 +135,8 @@ pub(super) fn run_with_progress(
     run
 }
 
-fn bar(total: u64, name: &str) -> ProgressBar {
+/// A progress bar named after a model, on a terminal only.
+pub(super) fn bar(total: u64, name: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

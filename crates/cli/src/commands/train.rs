@@ -3,11 +3,15 @@
 //! a progress bar per epoch on stderr. Ctrl-C or a kill leaves the last finished epoch's checkpoint
 //! whole (every file is written atomically); `--resume` continues from it.
 
+use super::eval::bar;
 use crate::Status;
 use anyhow::Context;
+use gc_classify::{Input, classify_inputs};
+use gc_core::Gender;
+use gc_pipeline::Sample;
 use gc_train::{
-    Arch, Balance, BatchStats, EpochMetrics, Phase, RunOptions, Schedule, StopReason, TrainConfig,
-    TrainData, TrainDevice, TrainProgress,
+    Arch, Balance, BatchStats, EpochMetrics, Phase, RunOptions, Schedule, StopReason, Teacher,
+    TrainConfig, TrainData, TrainDevice, TrainProgress,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -98,6 +102,83 @@ pub struct TrainArgs {
     /// random factor within PERCENT% of 1 (0, the default, for none).
     #[arg(long, value_name = "PERCENT", default_value_t = 0)]
     pub color_jitter: u8,
+
+    /// Knowledge distillation: a model whose probabilities on each training image are mixed into
+    /// that image's target (any --model value: an .onnx file, a calibration file, a model or
+    /// Hugging Face folder); repeat it to average several. Run over the training images before
+    /// the first epoch (and again on --resume, which refuses other answers).
+    #[arg(long, value_name = "MODEL")]
+    pub teacher: Vec<String>,
+
+    /// The teachers' share of each training target, in (0, 1] (default 0.5); the label has the
+    /// rest.
+    #[arg(long, value_name = "W", requires = "teacher")]
+    pub teacher_weight: Option<f64>,
+}
+
+/// The teachers' p(female) of every training image, averaged over the teachers that could
+/// classify it; NaN where none could (its target is then its label alone). A teacher that
+/// classifies none of the images is an error, not a silent fall back to the labels.
+fn teach(teachers: &[gc_classify::ModelSpec], samples: &[Sample]) -> anyhow::Result<Vec<f32>> {
+    let inputs: Vec<Input> = samples
+        .iter()
+        .map(|s| Input {
+            path: s.path.clone(),
+            problem: None,
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(teachers.len());
+    for spec in teachers {
+        let model = gc_classify::load(spec)
+            .with_context(|| format!("loading the teacher {}", spec.value()))?;
+        let bar = bar(inputs.len() as u64, model.name());
+        let mut p = Vec::with_capacity(inputs.len());
+        classify_inputs(model.as_ref(), &inputs, model.preferred_batch(), |o| {
+            bar.inc(1);
+            match o.result {
+                Ok(prediction) => p.push(Some(prediction.probabilities[Gender::Female.index()])),
+                Err(why) => {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "{}: {why}; the teacher's answer is left out",
+                            o.path.display()
+                        )
+                    });
+                    p.push(None);
+                }
+            }
+        });
+        bar.finish_and_clear();
+        let answered = p.iter().flatten().count();
+        eprintln!(
+            "teacher {}: {answered} of the {} training images classified",
+            model.name(),
+            inputs.len()
+        );
+        if answered == 0 {
+            anyhow::bail!(
+                "the teacher {} could not classify any training image",
+                model.name()
+            );
+        }
+        answers.push(p);
+    }
+    Ok(average_answers(&answers))
+}
+
+/// Per image, the mean of the teachers that answered (a `Some`), or NaN if none did.
+fn average_answers(answers: &[Vec<Option<f32>>]) -> Vec<f32> {
+    let n = answers.first().map_or(0, Vec::len);
+    (0..n)
+        .map(|i| {
+            let given: Vec<f32> = answers.iter().filter_map(|a| a[i]).collect();
+            if given.is_empty() {
+                f32::NAN
+            } else {
+                given.iter().sum::<f32>() / given.len() as f32
+            }
+        })
+        .collect()
 }
 
 fn parse_balance(s: &str) -> Result<Balance, String> {
@@ -132,7 +213,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
     if let Some(dropout) = args.dropout {
         model = model.with_dropout(dropout);
     }
-    let config = TrainConfig {
+    let mut config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr,
@@ -147,9 +228,37 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         color_jitter: args.color_jitter,
         ..TrainConfig::new(model)
     };
+    let teachers = args
+        .teacher
+        .iter()
+        .map(|m| gc_classify::ModelSpec::parse(Some(m), None))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !teachers.is_empty() {
+        config.teacher = Some(Teacher {
+            models: teachers.iter().map(|t| t.value()).collect(),
+            weight: args.teacher_weight.unwrap_or(0.5),
+        });
+    }
     config.validate()?;
-    let data = TrainData::from_dir(&args.data)
+    let mut data = TrainData::from_dir(&args.data)
         .with_context(|| format!("reading the dataset {}", args.data.display()))?;
+    let options = RunOptions {
+        threads: args.workers,
+        workers: args.workers,
+        resume: args.resume,
+        device: args.device,
+        ..RunOptions::default()
+    };
+    if !teachers.is_empty() {
+        // Checked before the teachers' pass, which can take minutes.
+        gc_train::check_run(&config, &data, &args.out, &options)
+            .with_context(|| format!("training into {}", args.out.display()))?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(args.workers)
+            .build()?;
+        let p_female = pool.install(|| teach(&teachers, &data.train))?;
+        data = data.with_teacher(p_female)?;
+    }
     eprintln!(
         "training {} on {} + {} images ({}x{}), {} epochs, on the {}, into {}",
         args.arch,
@@ -161,13 +270,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         args.device.to_string().to_uppercase(),
         args.out.display()
     );
-    let options = RunOptions {
-        threads: args.workers,
-        workers: args.workers,
-        resume: args.resume,
-        device: args.device,
-        ..RunOptions::default()
-    };
     let bars = Bars::new();
     let report = gc_train::train(&config, &data, &args.out, &options, &bars)
         .with_context(|| format!("training into {}", args.out.display()))?;
@@ -270,5 +372,21 @@ impl TrainProgress for Bars {
                 )
             });
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn teachers_are_averaged_over_those_that_answered() {
+        let a = vec![Some(0.2), Some(0.9), None, None];
+        let b = vec![Some(0.6), None, Some(0.3), None];
+        let p = average_answers(&[a, b]);
+        assert!((p[0] - 0.4).abs() < 1e-6, "{p:?}");
+        assert_eq!(p[1..3], [0.9, 0.3]);
+        assert!(p[3].is_nan());
+        assert!(average_answers(&[]).is_empty());
     }
 }
