@@ -27,14 +27,38 @@ pub enum LabelledError {
     Empty(PathBuf),
 }
 
+/// Which images of a folder [`read_labelled`] takes for a split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// A prepared dataset: the rows of `manifest.csv` in the split.
+    Manifest,
+    /// `DIR/SPLIT/`, as class folders.
+    SplitFolder(PathBuf),
+    /// No manifest and no folder named after the split: all of `DIR`, as class folders.
+    WholeFolder,
+}
+
+impl Scope {
+    pub fn of(dir: &Path, split: &str) -> Scope {
+        if dir.join(gc_dataset::manifest::MANIFEST).is_file() {
+            Scope::Manifest
+        } else if dir.join(split).is_dir() {
+            Scope::SplitFolder(dir.join(split))
+        } else {
+            Scope::WholeFolder
+        }
+    }
+}
+
 /// Reads `dir`: with `manifest.csv`, the rows of `split`; otherwise `dir/split/` if it exists, else `dir`
-/// itself, as class folders.
+/// itself, as class folders ([`Scope`]).
 pub fn read_labelled(dir: &Path, split: &str) -> Result<Vec<LabelledImage>, LabelledError> {
     let unreadable = |path: &Path, reason: String| LabelledError::Unreadable {
         path: path.to_path_buf(),
         reason,
     };
-    let images: Vec<LabelledImage> = if dir.join(gc_dataset::manifest::MANIFEST).is_file() {
+    let scope = Scope::of(dir, split);
+    let images: Vec<LabelledImage> = if scope == Scope::Manifest {
         let split: gc_dataset::Split = split.parse().map_err(|e: String| unreadable(dir, e))?;
         gc_dataset::read_manifest(dir)
             .map_err(|e| unreadable(dir, e.to_string()))?
@@ -48,10 +72,9 @@ pub fn read_labelled(dir: &Path, split: &str) -> Result<Vec<LabelledImage>, Labe
             })
             .collect()
     } else {
-        let root = if dir.join(split).is_dir() {
-            dir.join(split)
-        } else {
-            dir.to_path_buf()
+        let root = match scope {
+            Scope::SplitFolder(folder) => folder,
+            _ => dir.to_path_buf(),
         };
         let mut classes: Vec<(PathBuf, Gender)> = Vec::new();
         let entries = std::fs::read_dir(&root).map_err(|e| unreadable(&root, e.to_string()))?;
@@ -189,5 +212,25 @@ mod tests {
             read_labelled(empty.path(), "test"),
             Err(LabelledError::Empty(_))
         ));
+    }
+
+    #[test]
+    fn a_split_folder_is_read_alone_and_the_scope_says_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for folder in ["female", "test/female", "test/male"] {
+            std::fs::create_dir_all(d.join(folder)).unwrap();
+            std::fs::write(d.join(folder).join("a.jpg"), b"x").unwrap();
+        }
+        assert_eq!(Scope::of(d, "test"), Scope::SplitFolder(d.join("test")));
+        let set = read_labelled(d, "test").unwrap();
+        assert_eq!(set.len(), 2, "{set:?}");
+        assert!(set.iter().all(|i| i.path.starts_with(d.join("test"))));
+        // No val/ folder: the whole folder, its class folders (test/ is not one).
+        assert_eq!(Scope::of(d, "val"), Scope::WholeFolder);
+        let set = read_labelled(d, "val").unwrap();
+        assert_eq!(set.len(), 1, "{set:?}");
+        std::fs::write(d.join(gc_dataset::manifest::MANIFEST), b"").unwrap();
+        assert_eq!(Scope::of(d, "val"), Scope::Manifest);
     }
 }

@@ -7,6 +7,7 @@ use crate::args::CalibrateArgs;
 use anyhow::{Context, bail};
 use gc_classify::ModelSpec;
 use gc_classify::calibrated::{ALREADY_EXISTS, CalibrationFile, FittedOn};
+use gc_classify::labelled::Scope;
 use gc_eval::calibration::fit_temperature;
 
 pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
@@ -38,9 +39,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
     }
     // Without a manifest or a folder for the split, read_labelled takes the whole folder: say so
     // in the file rather than record a split that was not used.
-    let split = if args.data.join(gc_dataset::manifest::MANIFEST).is_file()
-        || args.data.join(&args.split).is_dir()
-    {
+    let split = if Scope::of(&args.data, &args.split) != Scope::WholeFolder {
         args.split.clone()
     } else {
         eprintln!(
