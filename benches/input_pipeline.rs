@@ -140,7 +140,8 @@ fn drive(args: &Args, dir: &Path) -> Result<(), String> {
     let ours = run_child(ours)?;
 
     let python = std::env::var("PEER_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/tf_pipeline.py");
+    let script = gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR"))
+        .join("../../benches/peers/tf_pipeline.py");
     let mut peer = Command::new(&python);
     peer.arg(&script).arg(dir).args([
         "--epochs",

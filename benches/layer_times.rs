@@ -26,7 +26,6 @@ use gc_models::max_pool::MaxPoolBackend;
 mod common;
 
 use std::hint::black_box;
-use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -300,7 +299,8 @@ fn main() -> ExitCode {
     };
     let ours = pool.install(|| run_ours(&args));
     let python = std::env::var("PEER_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/layer_times.py");
+    let script = gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR"))
+        .join("../../benches/peers/layer_times.py");
     let mut cmd = Command::new(python);
     cmd.arg(script);
     for (flag, value) in [

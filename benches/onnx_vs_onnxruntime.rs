@@ -20,7 +20,7 @@ mod utkface;
 use common::{run_child, shared, time_process};
 use gc_classify::{Input, classify_inputs};
 use gc_core::{Classifier, RgbView};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -65,7 +65,8 @@ fn main() -> ExitCode {
         number("--batch", 64),
     );
     let python = std::env::var("PEER_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/onnx_classify.py");
+    let script = gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR"))
+        .join("../../benches/peers/onnx_classify.py");
     let tmp = tempfile::tempdir().unwrap();
     let n = utkface::extract(
         &shared("data/utkface-crop_part1-200px.tar.gz"),

@@ -21,7 +21,6 @@ use gc_classify::photos::DetectMode;
 use gc_detect::{Detector, DetectorKind};
 use gc_serve::{Limits, Running, Service};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -139,7 +138,8 @@ fn start_ours() -> Running {
 
 /// Starts the Python server and returns it with its URL, once it says it is listening.
 fn start_peer(python: &str) -> Result<(Child, String), String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/serve_photos.py");
+    let script = gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR"))
+        .join("../../benches/peers/serve_photos.py");
     let mut child = Command::new(python)
         .arg(script)
         .args(["--port", "0", "--workers", "2", "--threads", "1"])

@@ -103,7 +103,8 @@ fn ours(model: &dyn Classifier, detector: &Detector, src: &Path, dst: &Path) -> 
 }
 
 fn peer(python: &str, src: &Path, dst: &Path) -> Result<f64, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/sort_photos.py");
+    let script = gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR"))
+        .join("../../benches/peers/sort_photos.py");
     let mut cmd = Command::new(python);
     cmd.arg(script)
         .arg(src)

@@ -27,7 +27,6 @@ mod common;
 
 use common::{peak_rss_mib, run_child};
 use std::hint::black_box;
-use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -90,7 +89,7 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn builtin_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/builtin")
+    gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR")).join("../../models/builtin")
 }
 
 /// Our side, in this process: train steps, then the built-in model's inference.
@@ -158,7 +157,8 @@ fn run_ours(args: &Args) -> Result<Value, String> {
 
 fn peer(args: &Args, size: usize, steps: usize) -> Command {
     let python = std::env::var("PEER_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/train_step.py");
+    let script = gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR"))
+        .join("../../benches/peers/train_step.py");
     let mut cmd = Command::new(python);
     cmd.arg(script).args([
         "--threads",

@@ -218,7 +218,7 @@ fn odd_but_valid_images_are_classified() {
     face.to_rgb8().save(&webp).unwrap();
     let bmp = d.join("face.bmp");
     face.to_rgb8().save(&bmp).unwrap();
-    let cmyk = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cmyk.jpg");
+    let cmyk = gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cmyk.jpg");
     let (code, stdout, stderr) = run(bin()
         .args(["predict", "--json", "--model", &dlib_model()])
         .args([&gray, &rgba, &deep, &webp, &bmp, &cmyk]));

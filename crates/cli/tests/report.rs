@@ -46,7 +46,7 @@ fn eval_writes_reports_that_open_in_chromium() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<svg"), "no inline chart in report.html");
 
-    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    let browser = gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let ready = browser.join("node_modules/playwright-core").exists()
         && Path::new(&chromium).exists()

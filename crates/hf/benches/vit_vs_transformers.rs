@@ -220,7 +220,8 @@ fn run() -> Result<(), String> {
         .model
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/tmp/gc-hf-bench/{}-b16", args.arch)));
-    let bench_py = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pipeline_bench.py");
+    let bench_py =
+        gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR")).join("benches/pipeline_bench.py");
     if !model.join("model.safetensors").is_file() {
         eprintln!(
             "creating a random {}-B/16 in {}",

@@ -38,10 +38,8 @@ struct FixtureModel {
 }
 
 fn fixture() -> Fixture {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/onnx_parity.json"
-    );
+    let path =
+        gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx_parity.json");
     let text = std::fs::read_to_string(path).expect("read the parity fixture");
     serde_json::from_str(&text).expect("parse the parity fixture")
 }

@@ -14,7 +14,8 @@ use std::process::Command;
 
 #[test]
 fn a_photo_uploaded_on_the_page_shows_its_faces_boxed() {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    let browser_dir =
+        gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let ready = browser_dir.join("node_modules/playwright-core").exists()
         && Path::new(&chromium).exists()

@@ -11,8 +11,7 @@ pub fn shared_dir() -> PathBuf {
     // crate was compiled: cargo reuses a compiled crate across checkouts of the same workspace
     // when its sources are older than the build (one shared target directory), and the
     // compile-time path then names the other checkout.
-    let run_time = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
-    let here = run_time.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let here = crate_dir(env!("CARGO_MANIFEST_DIR"));
     let dir = here
         .ancestors()
         .map(|a| a.join("shared"))
@@ -25,6 +24,13 @@ pub fn shared_dir() -> PathBuf {
             )
         });
     dir.canonicalize().unwrap_or(dir)
+}
+
+/// The folder of the running test's or benchmark's crate, for its fixtures and scripts: cargo's
+/// run-time `CARGO_MANIFEST_DIR` (see [`shared_dir`] for why it comes first), else `compiled`,
+/// the caller's `env!("CARGO_MANIFEST_DIR")`.
+pub fn crate_dir(compiled: &str) -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(compiled), PathBuf::from)
 }
 
 /// `shared/REL`, which must exist (`data/utkface-aligned-64px.tar.gz`, `models/detect/...`,

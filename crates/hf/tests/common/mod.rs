@@ -15,7 +15,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 pub fn model_dir(name: &str) -> PathBuf {
