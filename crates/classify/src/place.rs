@@ -5,14 +5,25 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The `n`th name tried for `stem.ext`: `stem.ext`, then `stem (2).ext`, `stem (3).ext`...
+/// The longest file name most file systems take, in bytes.
+const MAX_NAME: usize = 255;
+
+/// The `n`th name tried for `stem.ext`: `stem.ext`, then `stem (2).ext`, `stem (3).ext`...; the
+/// stem cut short (at a character) where the name would pass 255 bytes, so that a long name
+/// taken already still finds a free one.
 pub fn candidate(stem: &str, ext: &str, n: usize) -> String {
     let dot = if ext.is_empty() { "" } else { "." };
-    if n <= 1 {
-        format!("{stem}{dot}{ext}")
+    let suffix = if n <= 1 {
+        String::new()
     } else {
-        format!("{stem} ({n}){dot}{ext}")
+        format!(" ({n})")
+    };
+    let room = MAX_NAME.saturating_sub(suffix.len() + dot.len() + ext.len());
+    let mut cut = stem.len().min(room);
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
     }
+    format!("{}{suffix}{dot}{ext}", &stem[..cut])
 }
 
 /// Splits a file name into stem and extension the way [`candidate`] joins them.
@@ -83,5 +94,23 @@ mod tests {
         assert_eq!(split_name("noext"), ("noext", ""));
         assert_eq!(split_name(".hidden"), (".hidden", ""));
         assert_eq!(candidate("x", "", 2), "x (2)");
+    }
+
+    #[test]
+    fn long_names_are_cut_to_fit() {
+        // 251 bytes of stem + ".jpg" is the longest name; its second candidate must still fit.
+        let stem = "L".repeat(251);
+        assert_eq!(candidate(&stem, "jpg", 1).len(), 255);
+        let second = candidate(&stem, "jpg", 2);
+        assert_eq!(second.len(), 255);
+        assert!(second.ends_with("L (2).jpg"), "{second}");
+        // Cut at a character, never inside one (é is two bytes).
+        let accented = "é".repeat(126); // 252 bytes
+        let name = candidate(&accented, "jpg", 12);
+        assert!(name.len() <= 255 && name.ends_with("é (12).jpg"), "{name}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(candidate(&stem, "jpg", 1)), b"user's").unwrap();
+        let p = write_new(dir.path(), &stem, "jpg", b"new").unwrap();
+        assert_eq!(p.file_name().unwrap().to_string_lossy(), second);
     }
 }

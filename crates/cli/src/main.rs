@@ -9,10 +9,11 @@ use clap::Parser;
 use std::process::ExitCode;
 
 /// Exit codes, documented in the README: 0 all went well, 1 some inputs failed but the run finished,
-/// 2 the run could not be done (bad arguments, unreadable model or dataset).
+/// 2 the run could not be done (bad arguments, unreadable model or dataset), 130 stopped by Ctrl-C.
 pub enum Status {
     Success,
     SomeFailed,
+    Interrupted,
 }
 
 fn main() -> ExitCode {
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     match commands::run(cli.command) {
         Ok(Status::Success) => ExitCode::SUCCESS,
         Ok(Status::SomeFailed) => ExitCode::from(1),
+        Ok(Status::Interrupted) => ExitCode::from(130),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)

@@ -204,6 +204,42 @@ fn sort_killed_mid_run_resumes_to_the_same_folders() {
         "resumed run differs from an unbroken one"
     );
     assert_eq!(tree(&src), before, "the source folder changed");
+
+    // Ctrl-C: the photo in hand is finished, nothing half-written is left, exit 130.
+    let stopped = dir.path().join("stopped");
+    let child = sort_cmd(&src, &stopped)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let index = stopped.join("index.csv");
+    let start = Instant::now();
+    while std::fs::read_to_string(&index).map_or(0, |t| t.lines().count()) <= 5 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: run the same command again"),
+        "{stderr}"
+    );
+    let rows = std::fs::read_to_string(&index).unwrap();
+    assert!(rows.ends_with('\n') && rows.lines().count() < 406, "{rows}");
+    let leftovers: Vec<String> = tree(&stopped)
+        .into_keys()
+        .filter(|k| k.contains(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let (code, _, stderr) = run(&mut sort_cmd(&src, &stopped));
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(tree(&stopped), tree(&whole), "resumed after Ctrl-C");
 }
 
 #[test]

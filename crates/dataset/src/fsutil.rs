@@ -33,7 +33,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PrepareError
 pub(crate) fn link_atomic(src: &Path, path: &Path) -> Result<(), PrepareError> {
     let tmp = temp_path(path);
     let _ = std::fs::remove_file(&tmp);
-    std::fs::hard_link(src, &tmp)
+    // link(2) does not follow a symbolic link, and a link to one would dangle wherever its
+    // relative target does not resolve: link the file it names.
+    std::fs::canonicalize(src)
+        .and_then(|src| std::fs::hard_link(src, &tmp))
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&tmp);

@@ -146,7 +146,7 @@ pub fn prepare(
     let mut by_name: HashMap<String, usize> = HashMap::new();
     source.for_each(|entry| {
         progress.inc();
-        let (sha256, len) = hash_reader(entry.reader).map_err(|e| PrepareError::Read {
+        let (sha256, len, head) = hash_reader(entry.reader).map_err(|e| PrepareError::Read {
             source_path: source.path().to_path_buf(),
             entry: entry.inner_path.clone(),
             error: e,
@@ -167,6 +167,9 @@ pub fn prepare(
                 };
                 rejected.push(reject(format!("{what} as {}", first.inner_path)));
             }
+            Ok(_) if gc_pipeline::decode::supported_format(&head).is_none() => rejected.push(
+                reject("not a JPEG, PNG, WebP, BMP, GIF or TIFF image (by its content)".into()),
+            ),
             Ok(parsed) => {
                 if let Some(note) = parsed.note {
                     tracing::info!("{}: {note}", entry.inner_path);
@@ -430,25 +433,29 @@ fn check_hash(found: &str, row: &ManifestRow, source: &Path) -> Result<(), Prepa
     }
 }
 
-fn hash_reader(r: &mut dyn Read) -> std::io::Result<(String, u64)> {
+/// The SHA-256 of everything `r` gives, its length, and its first 16 bytes (for the format).
+fn hash_reader(r: &mut dyn Read) -> std::io::Result<(String, u64, Vec<u8>)> {
     let mut h = Sha256::new();
     let mut buf = [0u8; 64 * 1024];
     let mut len = 0u64;
+    let mut head = Vec::with_capacity(16);
     loop {
         match r.read(&mut buf)? {
             0 => break,
             n => {
                 h.update(&buf[..n]);
                 len += n as u64;
+                let more = (16 - head.len()).min(n);
+                head.extend_from_slice(&buf[..more]);
             }
         }
     }
-    Ok((hex(&h.finalize()), len))
+    Ok((hex(&h.finalize()), len, head))
 }
 
 fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
-    hash_reader(&mut f).map(|(h, _)| h)
+    hash_reader(&mut f).map(|(h, _, _)| h)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -248,12 +248,13 @@ fn folder_source_with_links_zip_source_and_bad_names() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("faces");
     std::fs::create_dir_all(src.join("part2")).unwrap();
-    // 60 real images from the archive, in two sub-folders, plus defects made here.
+    // 60 real images from the archive, in two sub-folders, plus defects made here; a 61st
+    // outside, reached through a symbolic link.
     let archive = Source::open(&shared_data("utkface-crop_part1-200px.tar.gz")).unwrap();
     let mut taken = Vec::new();
     archive
         .for_each(|e| {
-            if taken.len() < 60
+            if taken.len() < 61
                 && e.name.ends_with(".jpg.chip.jpg")
                 && e.name.matches('_').count() == 3
             {
@@ -264,7 +265,7 @@ fn folder_source_with_links_zip_source_and_bad_names() {
             Ok(())
         })
         .unwrap();
-    for (i, (name, bytes)) in taken.iter().enumerate() {
+    for (i, (name, bytes)) in taken[..60].iter().enumerate() {
         let sub = if i % 2 == 0 { "" } else { "part2" };
         std::fs::write(src.join(sub).join(name), bytes).unwrap();
     }
@@ -273,6 +274,23 @@ fn folder_source_with_links_zip_source_and_bad_names() {
     std::fs::write(src.join(".DS_Store"), b"litter").unwrap();
     // The same name in two folders with different content: the second is refused.
     std::fs::write(src.join("part2").join(&taken[0].0), b"other bytes").unwrap();
+    // A good name on text, and on a link to text: refused by their content.
+    std::fs::write(src.join("31_1_0_20170101000000000.jpg.chip.jpg"), b"text").unwrap();
+    #[cfg(unix)]
+    {
+        let link = |target: &str, name: &str| {
+            std::os::unix::fs::symlink(target, src.join("part2").join(name)).unwrap()
+        };
+        link("../notes.txt", "32_1_0_20170101000000000.jpg.chip.jpg");
+        // A relative link to an image outside: accepted, and the hard link made of it is the
+        // image's, not a link that would dangle in the output.
+        let (name, bytes) = &taken[60];
+        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        std::fs::write(dir.path().join("outside").join(name), bytes).unwrap();
+        link(&format!("../../outside/{name}"), name);
+    }
+    #[cfg(not(unix))]
+    taken.pop();
 
     let out = dir.path().join("linked");
     let opts = PrepareOptions {
@@ -280,13 +298,21 @@ fn folder_source_with_links_zip_source_and_bad_names() {
         ..PrepareOptions::new(&src, &out)
     };
     let report = prepare(&opts, &NoProgress).unwrap();
-    assert_eq!(report.rows.len(), 60);
+    let links = usize::from(cfg!(unix));
+    assert_eq!(report.rows.len(), 60 + links);
     let reasons: BTreeMap<String, String> = report
         .rejected
         .iter()
         .map(|r| (r.source.clone(), r.reason.clone()))
         .collect();
-    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons.len(), 4 + links, "{reasons:?}");
+    let by_content = "not a JPEG, PNG, WebP, BMP, GIF or TIFF image (by its content)";
+    assert_eq!(reasons["31_1_0_20170101000000000.jpg.chip.jpg"], by_content);
+    #[cfg(unix)]
+    assert_eq!(
+        reasons["part2/32_1_0_20170101000000000.jpg.chip.jpg"],
+        by_content
+    );
     assert_eq!(
         reasons["30_1_0_20170101000000000.jpg.chip.jpg"],
         "empty file"
@@ -298,12 +324,16 @@ fn folder_source_with_links_zip_source_and_bad_names() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let row = &report.rows[0];
-        let linked = std::fs::metadata(out.join(&row.path)).unwrap();
-        let original = std::fs::metadata(src.join(&row.source)).unwrap();
-        assert_eq!(linked.ino(), original.ino());
+        for row in &report.rows {
+            // symlink_metadata: the output holds files, not links; metadata() of the source
+            // follows its link to the image.
+            let linked = std::fs::symlink_metadata(out.join(&row.path)).unwrap();
+            let original = std::fs::metadata(src.join(&row.source)).unwrap();
+            assert!(linked.is_file(), "{}", row.path);
+            assert_eq!(linked.ino(), original.ino(), "{}", row.path);
+        }
     }
-    for (i, (name, bytes)) in taken.iter().enumerate().skip(1) {
+    for (i, (name, bytes)) in taken[..60].iter().enumerate().skip(1) {
         let sub = if i % 2 == 0 { "" } else { "part2" };
         assert_eq!(&std::fs::read(src.join(sub).join(name)).unwrap(), bytes);
     }

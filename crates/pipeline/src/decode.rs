@@ -137,20 +137,27 @@ pub fn decode_rgb_bytes_with_limits(
             path: path.to_path_buf(),
         });
     }
-    let format = image::guess_format(bytes).map_err(|_| DecodeError::UnknownFormat {
-        path: path.to_path_buf(),
-    })?;
-    match format {
-        ImageFormat::Jpeg => decode_jpeg(bytes, path, limits),
-        ImageFormat::Png
+    match supported_format(bytes) {
+        Some(ImageFormat::Jpeg) => decode_jpeg(bytes, path, limits),
+        Some(format) => decode_with_image(bytes, format, path, limits),
+        None => Err(DecodeError::UnknownFormat {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// The format of an image file from its first bytes (16 are enough), if it is one this build
+/// decodes: JPEG, PNG, WebP, BMP, GIF or TIFF.
+pub fn supported_format(head: &[u8]) -> Option<ImageFormat> {
+    match image::guess_format(head).ok()? {
+        f @ (ImageFormat::Jpeg
+        | ImageFormat::Png
         | ImageFormat::WebP
         | ImageFormat::Bmp
         | ImageFormat::Gif
-        | ImageFormat::Tiff => decode_with_image(bytes, format, path, limits),
+        | ImageFormat::Tiff) => Some(f),
         // `guess_format` also knows formats whose decoders this build leaves out (AVIF, ICO, ...).
-        _ => Err(DecodeError::UnknownFormat {
-            path: path.to_path_buf(),
-        }),
+        _ => None,
     }
 }
 

@@ -30,6 +30,12 @@ pub struct Row {
 
 pub const FILE_NAME: &str = "index.csv";
 
+impl Row {
+    fn error_row(&self) -> bool {
+        self.category == crate::Category::Error.name()
+    }
+}
+
 /// The index of an output folder, open for appending.
 pub struct Index {
     path: PathBuf,
@@ -38,8 +44,40 @@ pub struct Index {
 
 impl Index {
     /// Opens (or creates) `dir/index.csv` and returns the rows already in it. A last line cut short
-    /// by an interrupted run is dropped: its photo is sorted again.
+    /// by an interrupted run is dropped: its photo is sorted again. So are the rows of photos that
+    /// could not be sorted (category `error`): the cause may have gone (a permission, a full
+    /// disk), and a run that gives up on a photo for good would leave it out without a word.
     pub fn open(dir: &Path) -> Result<(Index, Vec<Row>), SortError> {
+        let (index, rows) = Index::open_all(dir)?;
+        let failed = rows.iter().filter(|r| r.error_row()).count();
+        if failed == 0 {
+            return Ok((index, rows));
+        }
+        drop(index);
+        let kept: Vec<Row> = rows.into_iter().filter(|r| !r.error_row()).collect();
+        let path = dir.join(FILE_NAME);
+        let io = |e: std::io::Error| SortError::io(&path, e);
+        // The index is ours, not a user's file: replaced whole (written aside, then renamed).
+        let tmp = gc_classify::place::temp_in(dir).map_err(io)?;
+        let mut writer = csv::Writer::from_writer(tmp.as_file());
+        for row in &kept {
+            writer.serialize(row).map_err(|e| SortError::Index {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        writer.flush().map_err(io)?;
+        drop(writer);
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
+        tracing::info!(
+            "{}: {failed} photos that could not be sorted are tried again",
+            path.display()
+        );
+        Index::open_all(dir)
+    }
+
+    fn open_all(dir: &Path) -> Result<(Index, Vec<Row>), SortError> {
         let path = dir.join(FILE_NAME);
         let io = |e: std::io::Error| SortError::io(&path, e);
         let mut file = OpenOptions::new()

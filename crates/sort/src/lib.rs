@@ -123,6 +123,9 @@ impl Sort {
                 reason: "holds the source folder; sort into another one".into(),
             });
         }
+        if settings.link {
+            same_file_system(&src_canon, &dst_canon, dst)?;
+        }
         check_settings(dst, &settings)?;
         remove_partial_files(dst);
         let (index, rows) = Index::open(dst)?;
@@ -240,8 +243,8 @@ impl Sort {
             error: String::new(),
         };
         match &outcome.result {
+            // The caller names the photo and the reason (`on_photo`); the index keeps them.
             Err(reason) => {
-                tracing::warn!("{}: {reason}", outcome.path.display());
                 row.category = Category::Error.name().into();
                 row.error = reason.clone();
             }
@@ -253,9 +256,13 @@ impl Sort {
                     Ok(dest) => row.destination = dest,
                     // The photo stays where it is; the reason is in the index and on stderr.
                     Err(e) => {
-                        tracing::warn!("{}: {e}", outcome.path.display());
+                        let how = if self.settings.link {
+                            "linking"
+                        } else {
+                            "copying"
+                        };
                         row.category = Category::Error.name().into();
-                        row.error = format!("copying into {}: {e}", category.name());
+                        row.error = format!("{how} into {}: {e}", category.name());
                     }
                 }
             }
@@ -305,7 +312,9 @@ impl Sort {
     /// Puts `source` at `path`, failing with `AlreadyExists` if it is taken.
     fn put(&self, source: &Path, dir: &Path, path: &Path) -> std::io::Result<()> {
         if self.settings.link {
-            return std::fs::hard_link(source, path);
+            // link(2) does not follow a symbolic link: a link to the link would dangle wherever
+            // its relative target does not resolve. Link the photo it names.
+            return std::fs::hard_link(source.canonicalize()?, path);
         }
         let tmp = place::temp_in(dir)?;
         std::fs::copy(source, tmp.path())?;
@@ -350,6 +359,32 @@ fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {
         return Ok(false);
     }
     Ok(std::fs::read(a)? == std::fs::read(b)?)
+}
+
+/// Hard links cannot cross file systems: refused before any photo, rather than for every one.
+#[cfg(unix)]
+fn same_file_system(src: &Path, dst_canon: &Path, dst: &Path) -> Result<(), SortError> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev());
+    let (a, b) = (
+        dev(src).map_err(|e| SortError::io(src, e))?,
+        dev(dst_canon).map_err(|e| SortError::io(dst, e))?,
+    );
+    if a != b {
+        return Err(SortError::Destination {
+            path: dst.to_path_buf(),
+            reason: format!(
+                "is on another file system than {}, and --link makes hard links, which cannot cross file systems; sort into a folder on the same one, or copy (leave out --link)",
+                src.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn same_file_system(_: &Path, _: &Path, _: &Path) -> Result<(), SortError> {
+    Ok(())
 }
 
 fn check_settings(dst: &Path, settings: &Settings) -> Result<(), SortError> {

@@ -268,9 +268,9 @@ fn a_stopped_run_resumes_to_the_same_result() {
         snapshot(&whole),
         "files and index differ"
     );
-    // A third run has nothing to do and changes nothing.
+    // A third run has only the corrupt photo to try again.
     let sort = Sort::open(&src, &broken, settings()).unwrap();
-    assert_eq!(sort.remaining(), 0);
+    assert_eq!((sort.already_done(), sort.remaining()), (5, 1));
 }
 
 #[test]
@@ -313,6 +313,8 @@ fn link_mode_links_the_photos_themselves() {
     use std::os::unix::fs::MetadataExt;
     let tmp = tempfile::tempdir().unwrap();
     let src = photo_folder(tmp.path());
+    // A relative symbolic link: a hard link of the link itself would dangle in DST.
+    std::os::unix::fs::symlink("party/IMG_0002.jpg", src.join("shortcut.jpg")).unwrap();
     let before = snapshot(&src);
     let dst = tmp.path().join("linked");
     let m = models();
@@ -331,8 +333,13 @@ fn link_mode_links_the_photos_themselves() {
         )
         .unwrap();
     let rows = rows(&dst);
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 7);
+    assert!(
+        rows.iter()
+            .any(|r| r.photo == "shortcut.jpg" && r.category != "error")
+    );
     for r in rows.iter().filter(|r| r.category != "error") {
+        // metadata() follows links: the shortcut's row must reach the photo's own inode.
         let original = std::fs::metadata(src.join(&r.photo)).unwrap();
         let link = std::fs::metadata(dst.join(&r.destination)).unwrap();
         assert_eq!(
@@ -347,4 +354,55 @@ fn link_mode_links_the_photos_themselves() {
     // A copy run into the linked folder is refused: its settings differ.
     let err = Sort::open(&src, &dst, settings()).err().unwrap();
     assert!(err.to_string().contains("--link there"), "{err}");
+
+    // Links cannot cross file systems: refused before any photo, where this machine has a
+    // second one to try (a RAM disk).
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && std::fs::metadata(shm).unwrap().dev() != std::fs::metadata(&src).unwrap().dev()
+    {
+        let elsewhere = tempfile::tempdir_in(shm).unwrap();
+        let out = elsewhere.path().join("linked");
+        let linked = Settings {
+            link: true,
+            ..settings()
+        };
+        let err = Sort::open(&src, &out, linked).err().unwrap().to_string();
+        assert!(err.contains("another file system"), "{err}");
+        assert!(!out.join("index.csv").exists());
+    }
+}
+
+#[test]
+fn photos_that_failed_are_tried_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = photo_folder(tmp.path());
+    let dst = tmp.path().join("sorted");
+    let m = models();
+    sort_all(&m, &src, &dst);
+    let broken = |rows: &[Row]| {
+        rows.iter()
+            .find(|r| r.photo == "party/broken.jpg")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(broken(&rows(&dst)).category, "error");
+    // The cause goes away (here: the file is mended); the next run sorts it, once.
+    std::fs::copy(
+        shared("photos/ultraface-imgs-1.jpg"),
+        src.join("party/broken.jpg"),
+    )
+    .unwrap();
+    let summary = sort_all(&m, &src, &dst);
+    assert_eq!((summary.resumed, summary.sorted), (5, 1));
+    let after = rows(&dst);
+    assert_eq!(after.len(), 6, "{after:#?}");
+    let mended = broken(&after);
+    assert_ne!(mended.category, "error", "{mended:?}");
+    assert!(dst.join(&mended.destination).is_file());
+    assert_eq!(summary.counts.get(&Category::Error), None);
+    // Nothing left to do (the text file is not an image): a third run changes nothing.
+    let index = std::fs::read(dst.join("index.csv")).unwrap();
+    assert_eq!(sort_all(&m, &src, &dst).sorted, 0);
+    assert_eq!(std::fs::read(dst.join("index.csv")).unwrap(), index);
 }

@@ -5,7 +5,11 @@ use crate::args::{Detect, SortArgs};
 use anyhow::{Context, bail};
 use gc_sort::{Category, Settings, Sort};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use signal_hook::consts::SIGINT;
+use signal_hook::flag;
 use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub fn run(args: SortArgs) -> anyhow::Result<Status> {
     if !(0.0..=1.0).contains(&args.min_confidence) {
@@ -44,6 +48,7 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
             sort.remaining()
         );
     }
+    let remaining = sort.remaining();
     let bar =
         ProgressBar::with_draw_target(Some(sort.remaining() as u64), ProgressDrawTarget::stderr())
             .with_style(
@@ -51,12 +56,22 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
     let batch = args.batch_size.unwrap_or_else(|| model.preferred_batch());
+    // The first Ctrl-C lets the photo in hand reach its folder and the index, then stops; a
+    // second one ends the process at once (what is in place is whole either way).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    flag::register_conditional_shutdown(SIGINT, 130, interrupted.clone())
+        .and_then(|_| flag::register(SIGINT, interrupted.clone()))
+        .context("cannot watch for Ctrl-C")?;
     let summary = sort.run(model.as_ref(), detector.as_ref(), mode, batch, |row| {
         if !row.error.is_empty() {
             bar.suspend(|| eprintln!("{}: error: {}", row.photo, row.error));
         }
         bar.inc(1);
-        ControlFlow::Continue(())
+        if interrupted.load(Ordering::Relaxed) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     })?;
     bar.finish_and_clear();
     let counts: Vec<String> = Category::ALL
@@ -70,6 +85,13 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
         summary.sorted,
         counts.join(", ")
     );
+    if summary.stopped {
+        eprintln!(
+            "interrupted: run the same command again to sort the {} photos left",
+            remaining - summary.sorted
+        );
+        return Ok(Status::Interrupted);
+    }
     if summary.counts.get(&Category::Error).copied().unwrap_or(0) > 0 {
         Ok(Status::SomeFailed)
     } else {
