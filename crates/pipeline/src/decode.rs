@@ -28,6 +28,8 @@ pub struct DecodeLimits {
     pub max_height: u32,
     /// Largest accepted decoded size in bytes, counted at the image's own bit depth and channels.
     pub max_alloc: u64,
+    /// Largest accepted width x height.
+    pub max_pixels: u64,
 }
 
 impl Default for DecodeLimits {
@@ -36,6 +38,7 @@ impl Default for DecodeLimits {
             max_width: 16_384,
             max_height: 16_384,
             max_alloc: 512 << 20,
+            max_pixels: 16_384 * 16_384,
         }
     }
 }
@@ -76,13 +79,14 @@ pub enum DecodeError {
         reason: String,
     },
     /// The declared dimensions exceed the configured limits.
-    #[error("{}: declared size {width}x{height} exceeds the limit of {max_width}x{max_height} pixels and {max_alloc} bytes", path.display())]
+    #[error("{}: declared size {width}x{height} exceeds the limit of {max_width}x{max_height}, {max_pixels} pixels and {max_alloc} bytes", path.display())]
     TooLarge {
         path: PathBuf,
         width: u32,
         height: u32,
         max_width: u32,
         max_height: u32,
+        max_pixels: u64,
         max_alloc: u64,
     },
 }
@@ -188,14 +192,20 @@ fn check_limits(
     bytes_per_pixel: u64,
     limits: &DecodeLimits,
 ) -> Result<(), DecodeError> {
-    let alloc = u64::from(width) * u64::from(height) * bytes_per_pixel;
-    if width > limits.max_width || height > limits.max_height || alloc > limits.max_alloc {
+    let pixels = u64::from(width) * u64::from(height);
+    let alloc = pixels * bytes_per_pixel;
+    if width > limits.max_width
+        || height > limits.max_height
+        || pixels > limits.max_pixels
+        || alloc > limits.max_alloc
+    {
         return Err(DecodeError::TooLarge {
             path: path.to_path_buf(),
             width,
             height,
             max_width: limits.max_width,
             max_height: limits.max_height,
+            max_pixels: limits.max_pixels,
             max_alloc: limits.max_alloc,
         });
     }
@@ -290,6 +300,7 @@ fn decode_with_image(
                     height: dims.1,
                     max_width: limits.max_width,
                     max_height: limits.max_height,
+                    max_pixels: limits.max_pixels,
                     max_alloc: limits.max_alloc,
                 }
             }
@@ -371,6 +382,7 @@ mod tests {
             max_width: 10,
             max_height: 10,
             max_alloc: 1 << 20,
+            max_pixels: 100,
         };
         let mut png = Vec::new();
         RgbImage::new(11, 4)

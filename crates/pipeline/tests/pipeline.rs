@@ -775,6 +775,7 @@ fn huge_declared_dimensions_are_refused_before_decoding() {
         max_width: 4,
         max_height: 4,
         max_alloc: 1 << 20,
+        max_pixels: 16,
     };
     assert!(matches!(
         decode_rgb_bytes_with_limits(&jpeg_bytes(&RgbImage::new(8, 8).into()), "x.jpg", &small),

@@ -89,19 +89,11 @@ async fn classify_request(s: &Arc<Service>, req: Request) -> Result<Value, Refus
             max_width: limits.max_side,
             max_height: limits.max_side,
             max_alloc: limits.max_pixels.saturating_mul(4),
+            max_pixels: limits.max_pixels,
         };
         let img = decode_rgb_bytes_with_limits(&bytes, &name, &decode_limits)
             .map_err(|e| refuse_image(&e))?;
         let (width, height) = (img.width(), img.height());
-        if u64::from(width) * u64::from(height) > limits.max_pixels {
-            return Err(Refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "{name}: {width}x{height} is more than {} pixels",
-                    limits.max_pixels
-                ),
-            ));
-        }
         let verdict = classify_image(
             service.model.as_ref(),
             service.detector.as_ref(),

@@ -202,6 +202,20 @@ fn images_too_large_are_refused_before_decoding() {
     let (status, body) = post(&url(&server, "/v1/classify"), "image/jpeg", &photo);
     assert_eq!(status, 413, "{body}");
     assert!(error_of(&body).contains("1280x886"), "{body}");
+
+    // Within the side limit but over the pixel count: refused from the header too (the
+    // message is the declared size's), not after decoding 1.1 million pixels.
+    let server = start(Limits {
+        max_pixels: 1_000_000,
+        ..Limits::default()
+    });
+    let (status, body) = post(&url(&server, "/v1/classify"), "image/jpeg", &photo);
+    assert_eq!(status, 413, "{body}");
+    let error = error_of(&body);
+    assert!(
+        error.contains("declared size 1280x886") && error.contains("1000000 pixels"),
+        "{body}"
+    );
 }
 
 fn rss_mib() -> f64 {
