@@ -28,69 +28,63 @@ pub fn expand(args: &[PathBuf], recursive: bool, stdin: &mut dyn BufRead) -> Vec
     let mut out = Vec::new();
     for arg in args {
         if arg.as_os_str() == "-" {
+            // A listed path is taken as if it were an argument (a folder too, with --recursive).
             let mut line = String::new();
             while matches!(stdin.read_line(&mut line), Ok(n) if n > 0) {
                 let p = line.trim_end_matches(['\n', '\r']);
                 if !p.is_empty() {
-                    out.push(one(PathBuf::from(p), recursive));
+                    push_path(&PathBuf::from(p), recursive, &mut out);
                 }
                 line.clear();
             }
-            continue;
+        } else {
+            push_path(arg, recursive, &mut out);
         }
-        if arg.is_dir() {
-            if !recursive {
-                out.push(Input {
-                    path: arg.clone(),
-                    problem: Some(
-                        "is a directory (use --recursive to classify the images in it)".into(),
-                    ),
-                });
-                continue;
-            }
-            let mut found = 0;
-            for entry in walkdir::WalkDir::new(arg)
-                .follow_links(true)
-                .sort_by_file_name()
-            {
-                match entry {
-                    Ok(e) if e.file_type().is_file() && has_image_extension(e.path()) => {
-                        found += 1;
-                        out.push(Input {
-                            path: e.into_path(),
-                            problem: None,
-                        });
-                    }
-                    Ok(_) => {}
-                    Err(err) => out.push(Input {
-                        path: err
-                            .path()
-                            .map(Path::to_path_buf)
-                            .unwrap_or_else(|| arg.clone()),
-                        problem: Some(err.to_string()),
-                    }),
-                }
-            }
-            if found == 0 {
-                tracing::warn!("{}: no image files found", arg.display());
-            }
-            continue;
-        }
-        out.push(one(arg.clone(), recursive));
     }
     out
 }
 
-fn one(path: PathBuf, recursive: bool) -> Input {
-    if path.is_dir() && !recursive {
-        return Input {
-            path,
-            problem: Some("is a directory (use --recursive to classify the images in it)".into()),
-        };
+/// A file as it is; a folder's images with `recursive`, else the folder as a problem.
+fn push_path(arg: &Path, recursive: bool, out: &mut Vec<Input>) {
+    if !arg.is_dir() {
+        out.push(Input {
+            path: arg.to_path_buf(),
+            problem: None,
+        });
+        return;
     }
-    Input {
-        path,
-        problem: None,
+    if !recursive {
+        out.push(Input {
+            path: arg.to_path_buf(),
+            problem: Some("is a directory (use --recursive to classify the images in it)".into()),
+        });
+        return;
+    }
+    let mut found = 0;
+    for entry in walkdir::WalkDir::new(arg)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
+        match entry {
+            Ok(e) if e.file_type().is_file() && has_image_extension(e.path()) => {
+                found += 1;
+                out.push(Input {
+                    path: e.into_path(),
+                    problem: None,
+                });
+            }
+            Ok(_) => {}
+            Err(err) => out.push(Input {
+                path: err
+                    .path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| arg.to_path_buf()),
+                problem: Some(err.to_string()),
+            }),
+        }
+    }
+    if found == 0 {
+        tracing::warn!("{}: no image files found", arg.display());
     }
 }
 
@@ -122,5 +116,13 @@ mod tests {
         let from_stdin = expand(&[PathBuf::from("-")], false, &mut list.as_bytes());
         assert_eq!(from_stdin.len(), 2);
         assert_eq!(from_stdin[1].path, PathBuf::from("/nope.jpg"));
+
+        // A folder listed on stdin is opened like one given as an argument.
+        let list = format!("{}\n", sub.display());
+        let listed = expand(&[PathBuf::from("-")], true, &mut list.as_bytes());
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert!(listed.iter().all(|i| i.problem.is_none()));
+        let listed = expand(&[PathBuf::from("-")], false, &mut list.as_bytes());
+        assert!(listed[0].problem.as_ref().unwrap().contains("--recursive"));
     }
 }
