@@ -270,3 +270,67 @@ fn walk_images(dir: &Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+#[test]
+fn eval_checks_before_the_work_and_names_each_failed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let faces = d.join("faces");
+    std::fs::create_dir_all(&faces).unwrap();
+    let data = d.join("classes");
+    for (i, face) in real_faces(&faces, 6).iter().enumerate() {
+        let class = if i % 2 == 0 { "female" } else { "male" };
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        std::fs::copy(face, data.join(class).join(face.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(data.join("female/zero.jpg"), b"").unwrap();
+    std::fs::write(data.join("male/text.jpg"), b"not an image").unwrap();
+    let eval = |args: &[&str], out: &Path| {
+        run(bin()
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(out))
+    };
+
+    // Two models fail on the same two files: each is named once, and the exit code is 1.
+    let (code, _, stderr) = eval(
+        &["compare", "--model", "builtin", "--model", "flip:builtin"],
+        &d.join("r"),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    for name in ["zero.jpg: error:", "text.jpg: error:"] {
+        assert_eq!(stderr.matches(name).count(), 1, "{name}: {stderr}");
+    }
+
+    // Refused before any model runs (no accuracy line), each with its reason.
+    let file = d.join("a-file");
+    std::fs::write(&file, b"mine").unwrap();
+    let missing = d.join("missing.onnx");
+    for (args, out, needle) in [
+        (vec!["eval"], file.as_path(), "cannot be the report folder"),
+        (
+            vec!["eval", "--min-confidence", "2"],
+            d.join("r2").as_path(),
+            "--min-confidence 2",
+        ),
+        (
+            vec![
+                "compare",
+                "--model",
+                "builtin",
+                "--model",
+                missing.to_str().unwrap(),
+            ],
+            d.join("r3").as_path(),
+            "missing.onnx",
+        ),
+    ] {
+        let (code, _, stderr) = eval(&args, out);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("accuracy"), "{args:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"mine");
+}

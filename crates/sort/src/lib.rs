@@ -34,10 +34,11 @@ pub enum SortError {
     Destination { path: PathBuf, reason: String },
     #[error("{}: {reason}", path.display())]
     Index { path: PathBuf, reason: String },
-    #[error("{}: {source}", path.display())]
+    // Not a `source` field: the message already holds it, and `{:#}` would print it twice.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -45,7 +46,7 @@ impl SortError {
     fn io(path: &Path, source: std::io::Error) -> SortError {
         SortError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
 }
@@ -109,6 +110,16 @@ impl Sort {
                 reason: "is not a folder".into(),
             });
         }
+        if dst.exists() && !dst.is_dir() {
+            return Err(SortError::Destination {
+                path: dst.to_path_buf(),
+                reason: "is a file, not a folder; sort into a folder (new or one sorted before)"
+                    .into(),
+            });
+        }
+        if settings.link {
+            same_file_system(&src_canon, dst)?;
+        }
         std::fs::create_dir_all(dst).map_err(|e| SortError::io(dst, e))?;
         let dst_canon = dst.canonicalize().map_err(|e| SortError::io(dst, e))?;
         if dst_canon == src_canon {
@@ -122,9 +133,6 @@ impl Sort {
                 path: dst.to_path_buf(),
                 reason: "holds the source folder; sort into another one".into(),
             });
-        }
-        if settings.link {
-            same_file_system(&src_canon, &dst_canon, dst)?;
         }
         check_settings(dst, &settings)?;
         remove_partial_files(dst);
@@ -363,12 +371,19 @@ fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {
 
 /// Hard links cannot cross file systems: refused before any photo, rather than for every one.
 #[cfg(unix)]
-fn same_file_system(src: &Path, dst_canon: &Path, dst: &Path) -> Result<(), SortError> {
+fn same_file_system(src: &Path, dst: &Path) -> Result<(), SortError> {
     use std::os::unix::fs::MetadataExt;
     let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev());
+    // DST may not exist yet: the folder it would be made in decides.
+    let made_in = std::path::absolute(dst)
+        .map_err(|e| SortError::io(dst, e))?
+        .ancestors()
+        .find(|a| a.exists())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
     let (a, b) = (
         dev(src).map_err(|e| SortError::io(src, e))?,
-        dev(dst_canon).map_err(|e| SortError::io(dst, e))?,
+        dev(&made_in).map_err(|e| SortError::io(dst, e))?,
     );
     if a != b {
         return Err(SortError::Destination {
@@ -383,7 +398,7 @@ fn same_file_system(src: &Path, dst_canon: &Path, dst: &Path) -> Result<(), Sort
 }
 
 #[cfg(not(unix))]
-fn same_file_system(_: &Path, _: &Path, _: &Path) -> Result<(), SortError> {
+fn same_file_system(_: &Path, _: &Path) -> Result<(), SortError> {
     Ok(())
 }
 

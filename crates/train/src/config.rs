@@ -358,8 +358,14 @@ impl TrainConfig {
         }
         let min_size = self.model.min_image_size();
         if self.image_size < min_size || self.image_size > 1024 {
+            let why = match &self.model {
+                ModelSpec::Cnn(c) => {
+                    format!(" ({} blocks, each halving the side)", c.channels.len())
+                }
+                ModelSpec::EfficientNetLite0(_) => String::new(),
+            };
             return bad(format!(
-                "image size {} must be between {min_size} and 1024 for {}",
+                "image size {} must be between {min_size} and 1024 for {}{why}",
                 self.image_size,
                 self.model.arch()
             ));

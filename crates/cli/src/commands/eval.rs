@@ -27,6 +27,31 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<Status> {
 }
 
 fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::Result<Status> {
+    // Everything that can refuse the run is checked before the first image: an evaluation can
+    // take minutes per model.
+    if let Some(p) = c.min_confidence
+        && !(0.0..=1.0).contains(&p)
+    {
+        anyhow::bail!("--min-confidence {p}: must be between 0 and 1");
+    }
+    std::fs::create_dir_all(&c.out).with_context(|| {
+        format!(
+            "{}: cannot be the report folder (it must be a folder, or not exist yet)",
+            c.out.display()
+        )
+    })?;
+    let loaded = models
+        .iter()
+        .map(|(value, preset)| {
+            let spec = ModelSpec::parse(value.as_deref(), preset.as_deref())?;
+            gc_classify::load(&spec).with_context(|| {
+                format!(
+                    "loading {}",
+                    value.as_deref().unwrap_or("the built-in model")
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let images = labelled(&c.data, &c.split, c.limit)?;
     let opts = EvalOptions {
         min_confidence: c.min_confidence,
@@ -35,15 +60,15 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     };
     let mut results = Vec::new();
     let mut skipped = Vec::new();
-    for (value, preset) in models {
-        let spec = ModelSpec::parse(value.as_deref(), preset.as_deref())?;
-        let model = gc_classify::load(&spec).with_context(|| {
-            format!(
-                "loading {}",
-                value.as_deref().unwrap_or("the built-in model")
-            )
-        })?;
+    let mut named = std::collections::HashSet::new();
+    for model in loaded {
         let run = run_with_progress(model.as_ref(), &images, c.batch_size);
+        // Each file once, even when every model fails on it.
+        for (path, why) in &run.skipped {
+            if named.insert(path.clone()) {
+                eprintln!("{path}: error: {why}");
+            }
+        }
         let evaluation = evaluate(&run.samples, &opts);
         eprintln!(
             "{}: accuracy {} on {} images, {:.1} images/s, {} could not be classified",
@@ -90,7 +115,6 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
         .flat_map(|m| m.evaluation.failures.iter().map(|f| f.id.clone()))
         .filter_map(|id| thumbnail_data_uri(Path::new(&id), 128).map(|uri| (id, uri)))
         .collect();
-    std::fs::create_dir_all(&c.out).with_context(|| format!("creating {}", c.out.display()))?;
     write_atomic(&c.out.join("report.json"), report.to_json().as_bytes())?;
     write_atomic(&c.out.join("report.md"), report.to_markdown().as_bytes())?;
     write_atomic(

@@ -21,6 +21,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = 0usize;
+    let mut not_annotated = 0usize;
     let mut io_error = None;
     match &detector {
         None if args.annotate.is_none() => classify_inputs(model.as_ref(), &inputs, batch, |o| {
@@ -55,7 +56,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
                         }
                         Err(e) => {
                             eprintln!("{}: error: annotating: {e}", o.path.display());
-                            failed += 1;
+                            not_annotated += 1;
                         }
                     }
                 }
@@ -74,6 +75,14 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
             "{failed} of {} inputs could not be classified",
             inputs.len()
         );
+    }
+    if not_annotated > 0 {
+        eprintln!(
+            "{not_annotated} of {} inputs could not be annotated",
+            inputs.len()
+        );
+    }
+    if failed + not_annotated > 0 {
         Ok(Status::SomeFailed)
     } else {
         Ok(Status::Success)

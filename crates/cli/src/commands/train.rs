@@ -140,7 +140,7 @@ fn teach(teachers: &[gc_classify::ModelSpec], samples: &[Sample]) -> anyhow::Res
                 Err(why) => {
                     bar.suspend(|| {
                         eprintln!(
-                            "{}: {why}; the teacher's answer is left out",
+                            "{}: error: {why}; the teacher's answer is left out",
                             o.path.display()
                         )
                     });
