@@ -551,6 +551,18 @@ fn tiny_dataset(root: &Path, faces: &[PathBuf]) {
     }
 }
 
+/// `train` for one epoch of batches of 8 on one thread, with `extra` options.
+fn train_tiny(data: &Path, out: &Path, extra: &[&str]) -> (i32, String, String) {
+    run(bin()
+        .arg("train")
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(["--epochs", "1", "--batch-size", "8", "--workers", "1"])
+        .args(extra))
+}
+
 #[test]
 fn train_with_teachers_records_them_and_checks_before_their_pass() {
     let dir = tempfile::tempdir().unwrap();
@@ -563,15 +575,7 @@ fn train_with_teachers_records_them_and_checks_before_their_pass() {
     let broken = data.join("train/female/30_1_0_20170101000000000.jpg.chip.jpg");
     std::fs::write(&broken, b"not a jpeg").unwrap();
     let train = |out: &Path, extra: &[&str]| {
-        run(bin()
-            .arg("train")
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(out)
-            .args(["--epochs", "1", "--batch-size", "8", "--workers", "1"])
-            .args(["--image-size", "32"])
-            .args(extra))
+        train_tiny(&data, out, &[&["--image-size", "32"], extra].concat())
     };
     // Two teachers, averaged; model.json says which, so that --resume can check them.
     let model = d.join("student");
@@ -640,16 +644,7 @@ fn train_builds_the_asked_network_and_predict_reads_it_back() {
     let faces = real_faces(&d.join("faces"), 30);
     let data = d.join("data");
     tiny_dataset(&data, &faces);
-    let train = |out: &Path, extra: &[&str]| {
-        run(bin()
-            .arg("train")
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(out)
-            .args(["--epochs", "1", "--batch-size", "8", "--workers", "1"])
-            .args(extra))
-    };
+    let train = |out: &Path, extra: &[&str]| train_tiny(&data, out, extra);
 
     // Five blocks take 32 pixels down to one; the network is rebuilt from model.json alone.
     let model = d.join("five-blocks");
