@@ -12,6 +12,10 @@ const MAX_NAME: usize = 255;
 /// stem cut short (at a character) where the name would pass 255 bytes, so that a long name
 /// taken already still finds a free one.
 pub fn candidate(stem: &str, ext: &str, n: usize) -> String {
+    if ext.len() + 16 > MAX_NAME {
+        // No "extension" that long is one: the whole name is the stem.
+        return candidate(&format!("{stem}.{ext}"), "", n);
+    }
     let dot = if ext.is_empty() { "" } else { "." };
     let suffix = if n <= 1 {
         String::new()
@@ -112,5 +116,11 @@ mod tests {
         std::fs::write(dir.path().join(candidate(&stem, "jpg", 1)), b"user's").unwrap();
         let p = write_new(dir.path(), &stem, "jpg", b"new").unwrap();
         assert_eq!(p.file_name().unwrap().to_string_lossy(), second);
+        // An "extension" of 250 bytes is cut like a stem.
+        let long_ext = candidate("a", &"x".repeat(250), 2);
+        assert!(
+            long_ext.len() <= 255 && long_ext.ends_with(" (2)"),
+            "{long_ext}"
+        );
     }
 }

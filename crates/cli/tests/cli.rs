@@ -617,7 +617,10 @@ fn train_with_teachers_records_them_and_checks_before_their_pass() {
             vec!["--teacher", "builtin", "--teacher-weight", "0"],
             "teacher weight 0",
         ),
-        (vec!["--teacher", missing], "missing.onnx"),
+        (
+            vec!["--teacher", "builtin", "--teacher", missing],
+            "missing.onnx",
+        ),
     ];
     if !cfg!(feature = "gpu") {
         refusals.push((vec!["--teacher", "builtin", "--device", "gpu"], "gpu"));

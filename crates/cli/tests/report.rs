@@ -331,6 +331,11 @@ fn eval_checks_before_the_work_and_names_each_failed_file() {
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("accuracy"), "{args:?}: {stderr}");
+        assert!(
+            out == file || !out.exists(),
+            "{args:?} made {}",
+            out.display()
+        );
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"mine");
 }

@@ -32,7 +32,7 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest image width or height, read from its header before decoding.
     pub max_side: u32,
-    /// Largest decoded image, in pixels.
+    /// Largest image width x height, read from its header before decoding.
     pub max_pixels: u64,
     /// Images classified at once; the rest wait their turn.
     pub max_concurrent: usize,

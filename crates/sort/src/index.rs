@@ -68,6 +68,9 @@ impl Index {
         }
         writer.flush().map_err(io)?;
         drop(writer);
+        // The user may have opened the index up to others: the new one keeps its permissions.
+        let permissions = std::fs::metadata(&path).map_err(io)?.permissions();
+        tmp.as_file().set_permissions(permissions).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(&path).map_err(|e| io(e.error))?;
         tracing::info!(

@@ -4,8 +4,9 @@
 //! What the user has is never at risk: SRC is only read; in DST a file is written under a
 //! temporary name and linked into place under a name nobody holds (`IMG_1 (2).jpg` when `IMG_1.jpg`
 //! is taken), so nothing is replaced and a killed run leaves no half-written photo. The index is
-//! appended photo by photo; a second run with the same settings reads it, skips what is done, and
-//! ends with the same folders and index as a run that was never stopped.
+//! appended photo by photo; a second run with the same settings reads it, skips what is done, tries
+//! again what failed, and ends with the same folders and index as a run that was never stopped
+//! (the rows of photos tried again coming after the others).
 
 mod category;
 pub mod index;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why a sort could not start or go on. Problems with single photos are rows of the index instead.
@@ -80,6 +82,8 @@ pub struct Sort {
     done: usize,
     /// Destinations recorded in the index: never handed out again.
     claimed: HashSet<String>,
+    /// Set from outside (Ctrl-C) to stop after the photo in hand.
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 /// What a run did, photo counts by category (those sorted by earlier runs included).
@@ -156,7 +160,17 @@ impl Sort {
             todo,
             done: rows.len(),
             claimed,
+            cancel: None,
         })
+    }
+
+    /// Stops the run once `flag` is set (by a signal handler, say): the photo being placed is
+    /// finished and indexed, nothing more is classified, and the summary says it stopped.
+    pub fn cancel_on(self, flag: Arc<AtomicBool>) -> Sort {
+        Sort {
+            cancel: Some(flag),
+            ..self
+        }
     }
 
     /// Photos still to sort.
@@ -190,33 +204,40 @@ impl Sort {
         };
         let todo = std::mem::take(&mut self.todo);
         let stop = AtomicBool::new(false);
+        let cancel = self.cancel.clone();
+        let cancelled = || cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+        let halted = || stop.load(Ordering::Relaxed) || cancelled();
         let (sorted, stopped) = std::thread::scope(|scope| {
             // A few batches of slack: enough to keep both sides busy, little memory (outcomes
             // hold no pixels).
             let (tx, rx) = std::sync::mpsc::sync_channel::<PhotoOutcome>(batch.max(1) * 4);
             let this = &mut self;
-            let stop = &stop;
+            let stop_flag = &stop;
             let writer = scope.spawn(move || -> Result<(usize, bool), SortError> {
                 let mut sorted = 0;
                 for outcome in rx {
+                    if cancelled() {
+                        break;
+                    }
                     let row = this.sort_one(&outcome).inspect_err(|_| {
-                        stop.store(true, Ordering::Relaxed);
+                        stop_flag.store(true, Ordering::Relaxed);
                     })?;
                     sorted += 1;
                     if on_photo(&row).is_break() {
-                        stop.store(true, Ordering::Relaxed);
+                        stop_flag.store(true, Ordering::Relaxed);
                         return Ok((sorted, true));
                     }
                 }
-                Ok((sorted, false))
+                Ok((sorted, cancelled()))
             });
-            // Chunks bound the work done past a stop request to one chunk's classification.
+            // Chunks bound the work done past a stop request to one chunk's classification;
+            // a cancelled run also stops sending what that chunk still classifies.
             for chunk in todo.chunks(batch.max(1) * 8) {
-                if stop.load(Ordering::Relaxed) {
+                if halted() {
                     break;
                 }
                 classify_photos(model, detector, mode, chunk, batch, |outcome| {
-                    if !stop.load(Ordering::Relaxed) {
+                    if !halted() {
                         // A closed channel means the writer stopped; it says why below.
                         let _ = tx.send(outcome);
                     }

@@ -393,7 +393,14 @@ fn photos_that_failed_are_tried_again() {
         src.join("party/broken.jpg"),
     )
     .unwrap();
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode()
+    };
+    let index_mode = mode(&dst.join("index.csv"));
     let summary = sort_all(&m, &src, &dst);
+    // The index was rewritten without the failed row, and kept its permissions.
+    assert_eq!(mode(&dst.join("index.csv")), index_mode);
     assert_eq!((summary.resumed, summary.sorted), (5, 1));
     let after = rows(&dst);
     assert_eq!(after.len(), 6, "{after:#?}");
@@ -405,4 +412,46 @@ fn photos_that_failed_are_tried_again() {
     let index = std::fs::read(dst.join("index.csv")).unwrap();
     assert_eq!(sort_all(&m, &src, &dst).sorted, 0);
     assert_eq!(std::fs::read(dst.join("index.csv")).unwrap(), index);
+}
+
+#[test]
+fn a_cancelled_run_stops_before_the_next_photo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = photo_folder(tmp.path());
+    let dst = tmp.path().join("sorted");
+    let m = models();
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // Set before the run: nothing is classified or placed, and the run says it stopped.
+    let summary = Sort::open(&src, &dst, settings())
+        .unwrap()
+        .cancel_on(flag.clone())
+        .run(
+            m.model.as_ref(),
+            Some(&m.detector),
+            DetectMode::Auto,
+            4,
+            |_| panic!("no photo should be placed"),
+        )
+        .unwrap();
+    assert!(summary.stopped);
+    assert_eq!(summary.sorted, 0);
+    assert!(rows(&dst).is_empty());
+    // Set by the first photo's callback (as Ctrl-C would be): that photo is the last.
+    flag.store(false, std::sync::atomic::Ordering::SeqCst);
+    let summary = Sort::open(&src, &dst, settings())
+        .unwrap()
+        .cancel_on(flag.clone())
+        .run(
+            m.model.as_ref(),
+            Some(&m.detector),
+            DetectMode::Auto,
+            1,
+            |_| {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+    assert!(summary.stopped);
+    assert_eq!((summary.sorted, rows(&dst).len()), (1, 1));
 }

@@ -97,9 +97,10 @@ impl TrainData {
     /// their minds (a calibration file fitted again, a model folder trained again).
     pub fn with_teacher(self, p_female: Vec<f32>) -> Result<TrainData, TrainError> {
         check_teacher(&self.train, &p_female)?;
+        // At 6 decimals: a teacher whose last bits move with the thread count is the same teacher.
         let mut hasher = Sha256::new();
         for p in &p_female {
-            hasher.update(p.to_le_bytes());
+            hasher.update(format!("{p:.6}\n").as_bytes());
         }
         Ok(TrainData {
             info: DataInfo {

@@ -34,25 +34,27 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     {
         anyhow::bail!("--min-confidence {p}: must be between 0 and 1");
     }
-    std::fs::create_dir_all(&c.out).with_context(|| {
-        format!(
-            "{}: cannot be the report folder (it must be a folder, or not exist yet)",
+    if c.out.exists() && !c.out.is_dir() {
+        anyhow::bail!(
+            "{}: cannot be the report folder: it is a file",
             c.out.display()
-        )
-    })?;
-    let loaded = models
-        .iter()
-        .map(|(value, preset)| {
-            let spec = ModelSpec::parse(value.as_deref(), preset.as_deref())?;
-            gc_classify::load(&spec).with_context(|| {
-                format!(
-                    "loading {}",
-                    value.as_deref().unwrap_or("the built-in model")
-                )
-            })
+        );
+    }
+    let load = |(value, preset): &(Option<String>, Option<String>)| {
+        let spec = ModelSpec::parse(value.as_deref(), preset.as_deref())?;
+        gc_classify::load(&spec).with_context(|| {
+            format!(
+                "loading {}",
+                value.as_deref().unwrap_or("the built-in model")
+            )
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    };
+    // Loaded once to check, then again in turn: several large models need not fit together.
+    for m in models {
+        load(m)?;
+    }
     let images = labelled(&c.data, &c.split, c.limit)?;
+    std::fs::create_dir_all(&c.out).with_context(|| format!("creating {}", c.out.display()))?;
     let opts = EvalOptions {
         min_confidence: c.min_confidence,
         failures: c.failures,
@@ -61,7 +63,8 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     let mut results = Vec::new();
     let mut skipped = Vec::new();
     let mut named = std::collections::HashSet::new();
-    for model in loaded {
+    for m in models {
+        let model = load(m)?;
         let run = run_with_progress(model.as_ref(), &images, c.batch_size);
         // Each file once, even when every model fails on it.
         for (path, why) in &run.skipped {

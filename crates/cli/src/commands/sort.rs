@@ -9,7 +9,7 @@ use signal_hook::consts::SIGINT;
 use signal_hook::flag;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 pub fn run(args: SortArgs) -> anyhow::Result<Status> {
     if !(0.0..=1.0).contains(&args.min_confidence) {
@@ -62,16 +62,15 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
     flag::register_conditional_shutdown(SIGINT, 130, interrupted.clone())
         .and_then(|_| flag::register(SIGINT, interrupted.clone()))
         .context("cannot watch for Ctrl-C")?;
+    let mut failed = 0;
+    let sort = sort.cancel_on(interrupted);
     let summary = sort.run(model.as_ref(), detector.as_ref(), mode, batch, |row| {
         if !row.error.is_empty() {
+            failed += 1;
             bar.suspend(|| eprintln!("{}: error: {}", row.photo, row.error));
         }
         bar.inc(1);
-        if interrupted.load(Ordering::Relaxed) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
+        ControlFlow::Continue(())
     })?;
     bar.finish_and_clear();
     let counts: Vec<String> = Category::ALL
@@ -85,11 +84,10 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
         summary.sorted,
         counts.join(", ")
     );
-    if summary.stopped {
-        eprintln!(
-            "interrupted: run the same command again to sort the {} photos left",
-            remaining - summary.sorted
-        );
+    // Photos that failed in this run are tried again by the next one.
+    let left = remaining - summary.sorted + failed;
+    if summary.stopped && left > 0 {
+        eprintln!("interrupted: run the same command again to sort the {left} photos left");
         return Ok(Status::Interrupted);
     }
     if summary.counts.get(&Category::Error).copied().unwrap_or(0) > 0 {

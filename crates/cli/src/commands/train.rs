@@ -127,10 +127,15 @@ fn teach(teachers: &[gc_classify::ModelSpec], samples: &[Sample]) -> anyhow::Res
             problem: None,
         })
         .collect();
+    // Every teacher is loaded before the first pass: a missing second one must not wait for it.
+    let models = teachers
+        .iter()
+        .map(|spec| {
+            gc_classify::load(spec).with_context(|| format!("loading the teacher {}", spec.value()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut answers = Vec::with_capacity(teachers.len());
-    for spec in teachers {
-        let model = gc_classify::load(spec)
-            .with_context(|| format!("loading the teacher {}", spec.value()))?;
+    for model in models {
         let bar = bar(inputs.len() as u64, model.name());
         let mut p = Vec::with_capacity(inputs.len());
         classify_inputs(model.as_ref(), &inputs, model.preferred_batch(), |o| {
