@@ -455,3 +455,29 @@ fn a_cancelled_run_stops_before_the_next_photo() {
     assert!(summary.stopped);
     assert_eq!((summary.sorted, rows(&dst).len()), (1, 1));
 }
+
+#[cfg(unix)]
+#[test]
+fn names_that_are_not_utf8_stay_apart() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("photos");
+    std::fs::create_dir_all(&src).unwrap();
+    // Two names that differ only in a byte that is not UTF-8: lossy text makes both "bad�.jpg".
+    for (byte, photo) in [
+        (0xffu8, "ultraface-imgs-2.jpg"),
+        (0xfe, "ultraface-imgs-19.jpg"),
+    ] {
+        let bytes = [b'b', b'a', b'd', byte, b'.', b'j', b'p', b'g'];
+        let name = std::ffi::OsStr::from_bytes(&bytes);
+        std::fs::copy(shared(&format!("photos/{photo}")), src.join(name)).unwrap();
+    }
+    let dst = tmp.path().join("sorted");
+    let m = models();
+    sort_all(&m, &src, &dst);
+    let mut photos: Vec<String> = rows(&dst).into_iter().map(|r| r.photo).collect();
+    photos.sort();
+    assert_eq!(photos, [r"bad\xfe.jpg", r"bad\xff.jpg"]);
+    // A second run finds both done.
+    assert_eq!(sort_all(&m, &src, &dst).sorted, 0);
+}
