@@ -44,6 +44,18 @@ pub fn expand(args: &[PathBuf], recursive: bool, stdin: &mut dyn BufRead) -> Vec
     out
 }
 
+/// Why a folder walk could not use an entry, in the words `decode` uses for a file given alone.
+pub fn walk_error_reason(err: &walkdir::Error) -> String {
+    match err.io_error() {
+        Some(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            "no such file (a symbolic link to nothing?)".into()
+        }
+        Some(io) if io.kind() == std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        Some(io) => io.to_string(),
+        None => err.to_string(),
+    }
+}
+
 /// A file as it is; a folder's images with `recursive`, else the folder as a problem.
 fn push_path(arg: &Path, recursive: bool, out: &mut Vec<Input>) {
     if !arg.is_dir() {
@@ -79,7 +91,7 @@ fn push_path(arg: &Path, recursive: bool, out: &mut Vec<Input>) {
                     .path()
                     .map(Path::to_path_buf)
                     .unwrap_or_else(|| arg.to_path_buf()),
-                problem: Some(err.to_string()),
+                problem: Some(walk_error_reason(&err)),
             }),
         }
     }
@@ -124,5 +136,17 @@ mod tests {
         assert!(listed.iter().all(|i| i.problem.is_none()));
         let listed = expand(&[PathBuf::from("-")], false, &mut list.as_bytes());
         assert!(listed[0].problem.as_ref().unwrap().contains("--recursive"));
+
+        // A link to nothing, met in a folder, is named as a file given alone would be.
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("gone.jpg", sub.join("c.jpg")).unwrap();
+            let deep = expand(std::slice::from_ref(&sub), true, &mut &b""[..]);
+            let broken = deep.iter().find(|i| i.path.ends_with("c.jpg")).unwrap();
+            assert_eq!(
+                broken.problem.as_deref(),
+                Some("no such file (a symbolic link to nothing?)")
+            );
+        }
     }
 }

@@ -567,10 +567,7 @@ fn list_photos(root: &Path, dst: &Path) -> Vec<(String, Input)> {
                     .path()
                     .map(Path::to_path_buf)
                     .unwrap_or_else(|| root.to_path_buf());
-                let reason = e
-                    .io_error()
-                    .map(|io| io.to_string())
-                    .unwrap_or_else(|| e.to_string());
+                let reason = gc_classify::inputs::walk_error_reason(&e);
                 out.push((
                     relative(root, &path),
                     Input {
