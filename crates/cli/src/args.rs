@@ -106,11 +106,14 @@ pub struct EvalArgs {
 pub struct CompareArgs {
     /// A model to compare (repeat: --model A --model B ...). `builtin` names the built-in model,
     /// `flip:MODEL` a model averaged over each face and its mirror image, a .json file from
-    /// `calibrate` a model with its probabilities temperature-scaled. An .onnx model whose
-    /// preprocessing has no preset by its file name needs its JSON spec beside it (there is no
-    /// --preset here: the models would share it).
+    /// `calibrate` a model with its probabilities temperature-scaled.
     #[arg(long = "model", short, required = true)]
     pub models: Vec<String>,
+
+    /// Preprocessing preset for every .onnx model among them (one for all: ONNX models that need
+    /// different ones are told apart by a JSON spec beside each, or by their file names).
+    #[arg(long)]
+    pub preset: Option<String>,
 
     #[command(flatten)]
     pub common: EvalCommon,

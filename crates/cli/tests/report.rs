@@ -338,4 +338,27 @@ fn eval_checks_before_the_work_and_names_each_failed_file() {
         );
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"mine");
+
+    // An ONNX model under a name that gives no preset: compare takes one for it (and not for the
+    // built-in model beside it).
+    let renamed = d.join("renamed.onnx");
+    std::fs::copy(dlib_model(), &renamed).unwrap();
+    let args = [
+        "compare",
+        "--model",
+        "builtin",
+        "--model",
+        renamed.to_str().unwrap(),
+    ];
+    let (code, _, stderr) = eval(&args, &d.join("r4"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("preset"), "{stderr}");
+    let (code, _, stderr) = eval(
+        &[&args[..], &["--preset", "dlib-cydral-gender-v1"]].concat(),
+        &d.join("r5"),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("r5/report.json")).unwrap()).unwrap();
+    assert_eq!(report["models"].as_array().unwrap().len(), 2, "{report}");
 }

@@ -21,7 +21,11 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<Status> {
     let models: Vec<(Option<String>, Option<String>)> = args
         .models
         .into_iter()
-        .map(|m| (if m == "builtin" { None } else { Some(m) }, None))
+        .map(|m| {
+            // --preset is for ONNX files only; the other models ignore it.
+            let preset = args.preset.clone().filter(|_| m.ends_with(".onnx"));
+            (if m == "builtin" { None } else { Some(m) }, preset)
+        })
         .collect();
     run(&models, &args.common)
 }
