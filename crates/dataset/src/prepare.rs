@@ -315,7 +315,7 @@ pub fn prepare(
                         entry: entry.inner_path.clone(),
                         error: e,
                     })?;
-                check_hash(&hex(&Sha256::digest(&bytes)), row, source.path())?;
+                check_hash(&format!("{:x}", Sha256::digest(&bytes)), row, source.path())?;
                 write_atomic(&dest, &bytes)
             }
         }
@@ -419,7 +419,7 @@ fn fingerprint(rows: &[ManifestRow], opts: &PrepareOptions) -> String {
     for r in rows {
         h.update(format!("{},{},{}\n", r.path, r.sha256, r.source));
     }
-    hex(&h.finalize())
+    format!("{:x}", h.finalize())
 }
 
 fn check_hash(found: &str, row: &ManifestRow, source: &Path) -> Result<(), PrepareError> {
@@ -450,16 +450,12 @@ fn hash_reader(r: &mut dyn Read) -> std::io::Result<(String, u64, Vec<u8>)> {
             }
         }
     }
-    Ok((hex(&h.finalize()), len, head))
+    Ok((format!("{:x}", h.finalize()), len, head))
 }
 
 fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
     hash_reader(&mut f).map(|(h, _, _)| h)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Removes temporary files a killed run may have left in OUT's class folders.

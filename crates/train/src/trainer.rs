@@ -80,7 +80,7 @@ impl TrainData {
         }
         Ok(TrainData {
             info: DataInfo {
-                fingerprint: hex(&hasher.finalize()),
+                fingerprint: format!("{:x}", hasher.finalize()),
                 teacher: None,
                 train_images: train.samples.len(),
                 val_images: val.samples.len(),
@@ -104,7 +104,7 @@ impl TrainData {
         }
         Ok(TrainData {
             info: DataInfo {
-                teacher: Some(hex(&hasher.finalize())),
+                teacher: Some(format!("{:x}", hasher.finalize())),
                 ..self.info
             },
             teacher: Some(p_female),
@@ -133,10 +133,6 @@ fn check_teacher(train: &[Sample], p_female: &[f32]) -> Result<(), TrainError> {
         )));
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How to run (not what to learn): none of this changes the result except `threads`, which
