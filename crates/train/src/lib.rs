@@ -15,9 +15,10 @@
 //! the build.
 //!
 //! Reproducibility: the weights after a run are a function of the config (seed included), the data
-//! (with the teachers' answers, for distillation) and the number of threads. Every random draw depends on (seed, epoch) only; see
-//! [`model_dir`]'s `RunState::rng`. burn's flex backend keeps its random generator in a
-//! process-wide static, so two trainings in one process at the same time are not reproducible.
+//! (with the teachers' answers, for distillation) and the number of threads. Every random draw
+//! depends on (seed, epoch) only; see [`model_dir`]'s `RunState::rng`. burn's flex backend keeps
+//! its random generator in a process-wide static, so two trainings in one process at the same
+//! time are not reproducible.
 
 pub mod batcher;
 pub mod classifier;

@@ -190,7 +190,7 @@ pub fn train(
         (None, None) => None,
         (Some(t), Some(p)) => {
             check_teacher(&data.train, p)?;
-            Some((p.clone(), t.weight as f32))
+            Some((p.as_slice(), t.weight as f32))
         }
         (Some(_), None) => {
             return Err(TrainError::Config(
@@ -417,7 +417,7 @@ struct Run<'a> {
     /// Loss weight of each training sample, by its index; `None` for plain cross-entropy.
     weights: Option<Vec<f32>>,
     /// The teachers' p(female) of each training sample, by index, and their share of the target.
-    teacher: Option<(Vec<f32>, f32)>,
+    teacher: Option<(&'a [f32], f32)>,
     train: Pipeline,
     val: Pipeline,
     progress: &'a dyn TrainProgress,
@@ -600,8 +600,8 @@ impl Run<'_> {
                     let w: Vec<f32> = batch.indices.iter().map(|&i| w[i]).collect();
                     Tensor::<1>::from_data(TensorData::new(w, [n]), device)
                 });
-                let targets = self.teacher.as_ref().map(|(p, weight)| {
-                    let t = distill_targets(&batch.labels, &batch.indices, p, *weight);
+                let targets = self.teacher.map(|(p, weight)| {
+                    let t = distill_targets(&batch.labels, &batch.indices, p, weight);
                     Tensor::<2>::from_data(TensorData::new(t, [n, 2]), device)
                 });
                 let (images, labels) = batch_to_tensors(batch, device);

@@ -33,10 +33,8 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<Status> {
 fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::Result<Status> {
     // Everything that can refuse the run is checked before the first image: an evaluation can
     // take minutes per model.
-    if let Some(p) = c.min_confidence
-        && !(0.0..=1.0).contains(&p)
-    {
-        anyhow::bail!("--min-confidence {p}: must be between 0 and 1");
+    if let Some(p) = c.min_confidence {
+        super::check_min_confidence(p)?;
     }
     if c.out.exists() && !c.out.is_dir() {
         anyhow::bail!(

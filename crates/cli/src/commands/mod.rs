@@ -31,6 +31,14 @@ pub fn run(command: Command) -> anyhow::Result<Status> {
 }
 
 /// The model `--model`/`--preset` name.
+/// `--min-confidence`, which `sort`, `eval` and `compare` take, is a probability.
+fn check_min_confidence<P: Into<f64> + std::fmt::Display + Copy>(p: P) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&p.into()) {
+        anyhow::bail!("--min-confidence {p}: must be between 0 and 1");
+    }
+    Ok(())
+}
+
 fn load_model(args: &ModelArgs) -> anyhow::Result<Box<dyn Classifier>> {
     let spec = ModelSpec::parse(args.model.as_deref(), args.preset.as_deref())?;
     gc_classify::load(&spec).context("loading the model")

@@ -12,12 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 pub fn run(args: SortArgs) -> anyhow::Result<Status> {
-    if !(0.0..=1.0).contains(&args.min_confidence) {
-        bail!(
-            "--min-confidence {}: must be between 0 and 1",
-            args.min_confidence
-        );
-    }
+    super::check_min_confidence(args.min_confidence)?;
     if args.faces.detector.is_none() && args.faces.detect != Detect::Never {
         bail!(
             "sort needs a face detector to find the people in photos: pass --detector FILE.onnx \
