@@ -148,7 +148,8 @@ pub struct RunOptions {
     /// Where decoded training and validation images are kept between epochs.
     pub cache: Cache,
     /// CPU, or a GPU where built with the `gpu` feature. The same seed gives the same weights
-    /// on one device, not across devices (their kernels sum in other orders).
+    /// on one device, not across devices, nor across CPUs with and without AVX-512 (their
+    /// kernels sum in other orders).
     pub device: TrainDevice,
 }
 
