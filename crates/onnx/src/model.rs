@@ -17,7 +17,8 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 /// Images per tract run when the spec does not say. Measured on the three preset models
 /// (single thread, release): one image a run is 2-3x faster per image than runs of 4 to 32 (dlib
-/// 820 vs 350 images/s, InsightFace 235 vs 75-90), so images run one by one, in parallel.
+/// 820 vs 350 images/s, InsightFace 235 vs 75-90; again on an AVX-512 machine, 2 threads, through
+/// the bench: InsightFace 703 vs 176 at runs of 4), so images run one by one, in parallel.
 pub const DEFAULT_BATCH: usize = 1;
 
 type Plan = Arc<TypedRunnableModel>;
