@@ -28,20 +28,67 @@ pub fn expand(args: &[PathBuf], recursive: bool, stdin: &mut dyn BufRead) -> Vec
     let mut out = Vec::new();
     for arg in args {
         if arg.as_os_str() == "-" {
-            // A listed path is taken as if it were an argument (a folder too, with --recursive).
-            let mut line = String::new();
-            while matches!(stdin.read_line(&mut line), Ok(n) if n > 0) {
-                let p = line.trim_end_matches(['\n', '\r']);
-                if !p.is_empty() {
-                    push_path(&PathBuf::from(p), recursive, &mut out);
-                }
-                line.clear();
-            }
+            read_list(stdin, recursive, &mut out);
         } else {
             push_path(arg, recursive, &mut out);
         }
     }
     out
+}
+
+/// Reads a list of paths, one per line (a folder too, with `recursive`), as if each were an
+/// argument. Lines are bytes, not text: a name that is not UTF-8 is a path like any other (one
+/// such line used to end the list silently). A read error ends the list as a problem item.
+fn read_list(stdin: &mut dyn BufRead, recursive: bool, out: &mut Vec<Input>) {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(_) => {
+                let name = line.strip_suffix(b"\n").unwrap_or(&line);
+                let name = name.strip_suffix(b"\r").unwrap_or(name);
+                if !name.is_empty() {
+                    push_path(&path_from_bytes(name), recursive, out);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                out.push(Input {
+                    path: PathBuf::from("-"),
+                    problem: Some(format!("cannot read the list of paths on stdin: {e}")),
+                });
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// Elsewhere paths are not bytes; a name that is not UTF-8 keeps its bytes shown as U+FFFD and
+/// fails as a missing file, named.
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// Whether a folder walk met a symbolic link to a folder above it, which holds nothing new: it is
+/// skipped with a warning, not counted as a failed image (a sort would retry it on every run).
+pub fn is_link_loop(err: &walkdir::Error) -> bool {
+    let Some(ancestor) = err.loop_ancestor() else {
+        return false;
+    };
+    tracing::warn!(
+        "{}: a symbolic link to {}, a folder above it; skipped",
+        err.path().unwrap_or(ancestor).display(),
+        ancestor.display()
+    );
+    true
 }
 
 /// Why a folder walk could not use an entry, in the words `decode` uses for a file given alone.
@@ -86,6 +133,7 @@ fn push_path(arg: &Path, recursive: bool, out: &mut Vec<Input>) {
                 });
             }
             Ok(_) => {}
+            Err(err) if is_link_loop(&err) => {}
             Err(err) => out.push(Input {
                 path: err
                     .path()
@@ -137,6 +185,30 @@ mod tests {
         let listed = expand(&[PathBuf::from("-")], false, &mut list.as_bytes());
         assert!(listed[0].problem.as_ref().unwrap().contains("--recursive"));
 
+        // A name that is not UTF-8 and the lines after it are read; a read error is named.
+        #[cfg(unix)]
+        {
+            let list = b"a.jpg\r\ncaf\xe9.jpg\nz.jpg\n";
+            let read = expand(&[PathBuf::from("-")], false, &mut &list[..]);
+            let names: Vec<_> = read.iter().map(|i| i.path.as_os_str().len()).collect();
+            assert_eq!(names, [5, 8, 5], "{read:?}");
+            use std::os::unix::ffi::OsStrExt;
+            assert_eq!(read[1].path.as_os_str().as_bytes(), b"caf\xe9.jpg");
+        }
+        struct Broken;
+        impl std::io::Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::from_raw_os_error(21))
+            }
+        }
+        let mut broken = std::io::BufReader::new(Broken);
+        let read = expand(&[PathBuf::from("-")], false, &mut broken);
+        assert_eq!(read.len(), 1);
+        assert!(
+            read[0].problem.as_ref().unwrap().contains("stdin"),
+            "{read:?}"
+        );
+
         // A link to nothing, met in a folder, is named as a file given alone would be.
         #[cfg(unix)]
         {
@@ -147,6 +219,12 @@ mod tests {
                 broken.problem.as_deref(),
                 Some("no such file (a symbolic link to nothing?)")
             );
+
+            // A link to a folder above (here the folder itself) is skipped, not a failed image.
+            std::os::unix::fs::symlink(".", sub.join("self")).unwrap();
+            let deep = expand(std::slice::from_ref(&sub), true, &mut &b""[..]);
+            assert_eq!(deep.len(), 3, "{deep:?}");
+            assert!(deep.iter().all(|i| !i.path.ends_with("self")), "{deep:?}");
         }
     }
 }

@@ -288,8 +288,8 @@ pub struct ServeArgs {
     pub faces: FaceArgs,
 
     /// Largest request body, in MiB.
-    #[arg(long, default_value_t = 20)]
-    pub max_body_mib: usize,
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_body_mib: u32,
 
     /// Images classified at once (default: the number of cores); more requests wait.
     #[arg(long)]

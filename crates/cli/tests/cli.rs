@@ -310,7 +310,20 @@ fn bad_models_are_clear_errors_with_exit_2() {
         assert_eq!(code, 2, "{}: {stderr}", model.display());
         assert!(stderr.contains(needle), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
+        // Text named .onnx is no model: said so, not asked for a preprocessing spec.
+        if needle == "text.onnx" {
+            assert!(stderr.contains("not an ONNX model"), "{stderr}");
+            assert!(!stderr.contains("no preprocessing spec"), "{stderr}");
+        }
     }
+    // A missing detector is named as missing, not asked for its family.
+    let (code, _, stderr) = run(bin().arg("--detector").arg(d.join("typo")).arg(&face));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("typo: no such file or folder"), "{stderr}");
+    // serve refuses a body limit of nothing before it starts.
+    let (code, _, stderr) = run(bin().args(["serve", "--max-body-mib", "0"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--max-body-mib"), "{stderr}");
 }
 
 #[test]
@@ -635,7 +648,7 @@ fn train_with_teachers_records_them_and_checks_before_their_pass() {
     }
     let (code, _, stderr) = train(&model, &["--teacher", "builtin"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("already holds a model"), "{stderr}");
+    assert!(stderr.contains("already holds files"), "{stderr}");
     assert!(!stderr.contains("classified"), "{stderr}");
 }
 

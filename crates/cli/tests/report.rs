@@ -303,13 +303,42 @@ fn eval_checks_before_the_work_and_names_each_failed_file() {
     for name in ["zero.jpg: error:", "text.jpg: error:"] {
         assert_eq!(stderr.matches(name).count(), 1, "{name}: {stderr}");
     }
+    // A folder of class folders has no test split: said, and the report says what was read
+    // (`--split bogus` was taken silently and recorded as the split).
+    assert!(
+        stderr.contains("no manifest.csv and no test/ folder"),
+        "{stderr}"
+    );
+    let md = std::fs::read_to_string(d.join("r/report.md")).unwrap();
+    assert!(md.contains("(split whole folder)"), "{md}");
+    // An earlier report is replaced by a new run into its folder.
+    let (code, _, stderr) = eval(&["eval", "--limit", "2"], &d.join("r"));
+    assert_eq!(code, 0, "{stderr}");
+    let md = std::fs::read_to_string(d.join("r/report.md")).unwrap();
+    assert!(md.contains("2 images"), "{md}");
 
     // Refused before any model runs (no accuracy line), each with its reason.
     let file = d.join("a-file");
     std::fs::write(&file, b"mine").unwrap();
     let missing = d.join("missing.onnx");
+    // A user's own report.md, and a folder of other files (the data itself), are not report
+    // folders: they were overwritten.
+    let notes = d.join("notes");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::write(notes.join("report.md"), b"my notes").unwrap();
     for (args, out, needle) in [
         (vec!["eval"], file.as_path(), "cannot be the report folder"),
+        (
+            vec!["eval"],
+            notes.as_path(),
+            "no earlier eval or compare wrote",
+        ),
+        (vec!["eval"], data.as_path(), "which is not a report"),
+        (
+            vec!["eval", "--limit", "0"],
+            d.join("r6").as_path(),
+            "no images to evaluate",
+        ),
         (
             vec!["eval", "--min-confidence", "2"],
             d.join("r2").as_path(),
@@ -332,12 +361,14 @@ fn eval_checks_before_the_work_and_names_each_failed_file() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("accuracy"), "{args:?}: {stderr}");
         assert!(
-            out == file || !out.exists(),
+            [file.as_path(), notes.as_path(), data.as_path()].contains(&out) || !out.exists(),
             "{args:?} made {}",
             out.display()
         );
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"mine");
+    assert_eq!(std::fs::read(notes.join("report.md")).unwrap(), b"my notes");
+    assert!(!data.join("report.md").exists());
 
     // An ONNX model under a name that gives no preset: compare takes one for it (and not for the
     // built-in model beside it).

@@ -149,7 +149,8 @@ impl Report {
                 &["truth", "predicted", "confidence", "age", "race"],
             );
             for f in &m.evaluation.failures {
-                md_row(&mut s, &f.id, &failure_cells(f));
+                let cells = failure_cells(f).join(" | ");
+                let _ = writeln!(s, "| {} | {cells} |", md_text(&f.id));
             }
         }
         if !self.skipped.is_empty() {
@@ -348,6 +349,24 @@ fn md_row(s: &mut String, first: &str, cells: &[String]) {
     );
 }
 
+/// Text as itself in Markdown: file names in the failures table are the user's, and a name like
+/// `<img onerror=...>.jpg` was raw HTML in report.md (CommonMark lets any ASCII punctuation be
+/// escaped with a backslash; a line break would end the table row).
+fn md_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '!' | '&' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -492,6 +511,10 @@ mod tests {
         assert!(md.contains("| 30-39 | 1 | 0.800 |"), "{md}");
         assert!(md.contains("| 0-2 | 1 | 0.100 |"), "{md}");
         assert!(md.contains("`x.jpg`: empty file"));
+        // The failure named a/<b>.jpg is text, not HTML.
+        assert!(md.contains("| a/\\<b\\>.jpg | female |"), "{md}");
+        assert!(!md.contains("<b>"), "{md}");
+        assert_eq!(md_text("x|y_z\nw"), "x\\|y\\_z w");
     }
 
     #[test]

@@ -78,7 +78,14 @@ impl OnnxClassifier {
     ) -> Result<Self, ModelError> {
         let path = path.as_ref();
         check_file(path)?;
-        let (spec, source) = resolve_spec(path, preset_name)?;
+        let (spec, source) = match resolve_spec(path, preset_name) {
+            Ok(found) => found,
+            Err(e) => {
+                // A file that is no ONNX model is named as such, not asked for a spec.
+                read_model(path)?;
+                return Err(e);
+            }
+        };
         Self::load(path, spec, source)
     }
 

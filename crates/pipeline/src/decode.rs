@@ -8,7 +8,7 @@
 //! instead of an error, and it parses the headers up to three times per image. Every other format goes
 //! through `image`.
 
-use std::io::{self, Cursor};
+use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use image::error::{ImageError, LimitErrorKind};
@@ -61,6 +61,9 @@ pub enum DecodeError {
     /// The file has no bytes.
     #[error("{}: empty file", path.display())]
     Empty { path: PathBuf },
+    /// The file is larger than any image within the limits could be encoded in.
+    #[error("{}: a file of {size} bytes, larger than any image within the limits ({max} bytes)", path.display())]
+    FileTooLarge { path: PathBuf, size: u64, max: u64 },
     /// The content is not an image in a format we decode (JPEG, PNG, WebP, BMP, GIF, TIFF).
     #[error("{}: not a JPEG, PNG, WebP, BMP, GIF or TIFF image", path.display())]
     UnknownFormat { path: PathBuf },
@@ -100,6 +103,7 @@ impl DecodeError {
             | DecodeError::IsADirectory { path }
             | DecodeError::Io { path, .. }
             | DecodeError::Empty { path }
+            | DecodeError::FileTooLarge { path, .. }
             | DecodeError::UnknownFormat { path }
             | DecodeError::Unsupported { path, .. }
             | DecodeError::Corrupt { path, .. }
@@ -119,7 +123,7 @@ pub fn decode_rgb_with_limits(
     limits: &DecodeLimits,
 ) -> Result<RgbImage, DecodeError> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
+    let bytes = read_file(path, limits)?;
     decode_rgb_bytes_with_limits(&bytes, path, limits)
 }
 
@@ -165,12 +169,53 @@ pub fn supported_format(head: &[u8]) -> Option<ImageFormat> {
     }
 }
 
-/// Reads a whole file, mapping the usual failures to their own error kinds.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DecodeError> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(bytes),
-        Err(e) => Err(io_error(path, e)),
+impl DecodeLimits {
+    /// The largest file read: twice `max_alloc`. No format we decode stores an image within the
+    /// limits in more (uncompressed BMP and TIFF take about `max_alloc`; metadata adds megabytes).
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_alloc.saturating_mul(2)
     }
+}
+
+/// Reads a whole image file, mapping the usual failures to their own error kinds. The first bytes
+/// are read alone and the rest only if they name an image format, and never more than
+/// `limits.max_file_bytes()`: a video or disk image named `.jpg`, or a device such as
+/// `/dev/zero`, would otherwise be read into memory whole before being refused.
+pub(crate) fn read_file(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, DecodeError> {
+    let io = |e| io_error(path, e);
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::with_capacity(16);
+    (&mut file).take(16).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    if supported_format(&bytes).is_none() {
+        return Err(DecodeError::UnknownFormat {
+            path: path.to_path_buf(),
+        });
+    }
+    let max = limits.max_file_bytes();
+    let too_large = |size| DecodeError::FileTooLarge {
+        path: path.to_path_buf(),
+        size,
+        max,
+    };
+    // The size on disk refuses a large file at once; the capped read covers files that grow and
+    // special files whose size says nothing.
+    if let Ok(meta) = file.metadata()
+        && meta.len() > max
+    {
+        return Err(too_large(meta.len()));
+    }
+    file.take(max + 1 - bytes.len() as u64)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn io_error(path: &Path, e: io::Error) -> DecodeError {

@@ -454,7 +454,7 @@ impl Shared {
     }
 
     fn decode_resized(&self, path: &Path) -> Result<Vec<u8>, String> {
-        let bytes = read_file(path).map_err(|e| e.to_string())?;
+        let bytes = read_file(path, &self.config.limits).map_err(|e| e.to_string())?;
         let image = decode_rgb_bytes_with_limits(&bytes, path, &self.config.limits)
             .map_err(|e| e.to_string())?;
         let (width, height) = image.dimensions();

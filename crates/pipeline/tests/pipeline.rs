@@ -782,3 +782,52 @@ fn huge_declared_dimensions_are_refused_before_decoding() {
         Err(DecodeError::TooLarge { .. })
     ));
 }
+
+/// A large file is judged by its first bytes and its size before it is read: a 20 GB sparse file
+/// named `.jpg` was read whole (7.5 GB of memory and growing) before being refused.
+#[test]
+fn large_files_are_refused_before_they_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let zeros = dir.path().join("video.jpg");
+    let file = std::fs::File::create(&zeros).unwrap();
+    file.set_len(20 << 30).unwrap(); // sparse: no disk space used
+    match decode_rgb(&zeros) {
+        Err(e @ DecodeError::UnknownFormat { .. }) => {
+            assert!(e.to_string().contains("video.jpg"), "{e}")
+        }
+        other => panic!("expected UnknownFormat, got {other:?}"),
+    }
+
+    // A JPEG start followed by more bytes than the limits allow for any image.
+    let limits = DecodeLimits {
+        max_alloc: 1000,
+        ..DecodeLimits::default()
+    };
+    let big = dir.path().join("big.jpg");
+    let mut bytes = jpeg_bytes(&RgbImage::new(8, 8).into());
+    bytes.resize(limits.max_file_bytes() as usize + 1, 0);
+    std::fs::write(&big, &bytes).unwrap();
+    match decode_rgb_with_limits(&big, &limits) {
+        Err(
+            e @ DecodeError::FileTooLarge {
+                size: 2001,
+                max: 2000,
+                ..
+            },
+        ) => {
+            assert!(e.to_string().contains("big.jpg"), "{e}")
+        }
+        other => panic!("expected FileTooLarge, got {other:?}"),
+    }
+    // One byte less is read and decoded (the JPEG ends before the padding).
+    bytes.truncate(limits.max_file_bytes() as usize);
+    std::fs::write(&big, &bytes).unwrap();
+    assert!(decode_rgb_with_limits(&big, &limits).is_ok());
+
+    // A device whose size says nothing is refused by its first bytes, not read forever.
+    #[cfg(unix)]
+    assert!(matches!(
+        decode_rgb("/dev/zero"),
+        Err(DecodeError::UnknownFormat { .. })
+    ));
+}

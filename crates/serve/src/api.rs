@@ -207,7 +207,9 @@ async fn read_image(req: Request, max: usize) -> Result<(String, Vec<u8>), Refus
 /// A 4xx for an image we cannot take; the message names the file (DecodeError's always does).
 fn refuse_image(e: &DecodeError) -> Refusal {
     let status = match e {
-        DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        DecodeError::TooLarge { .. } | DecodeError::FileTooLarge { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
         DecodeError::UnknownFormat { .. } | DecodeError::Unsupported { .. } => {
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         }

@@ -60,9 +60,13 @@ pub enum TrainError {
     /// `--resume` found no usable checkpoint, or one from another run.
     #[error("cannot resume: {0}")]
     Resume(String),
-    /// The output folder holds another run; `--resume` it or choose another folder.
-    #[error("{}: already holds a model or checkpoint; pass --resume to continue it, or choose another output folder", .0.display())]
-    OutputExists(PathBuf),
+    /// The output folder is not empty (another run, or a user's files): `--resume` it or choose
+    /// another folder. `holds` names one thing in it.
+    #[error("{}: already holds files ({holds}); train writes only into a new or empty folder: pass --resume to continue the run there, or choose another output folder", path.display())]
+    OutputExists { path: PathBuf, holds: String },
+    /// The output path exists and is not a folder.
+    #[error("{}: is a file, not a folder; choose a new folder for the model", .0.display())]
+    OutputNotAFolder(PathBuf),
     /// The loss became NaN or infinite: the learning rate is likely too high.
     #[error("the training loss became {value} at epoch {epoch}; try a lower learning rate")]
     Diverged { epoch: usize, value: f64 },

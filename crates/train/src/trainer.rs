@@ -148,8 +148,8 @@ pub struct RunOptions {
     /// Where decoded training and validation images are kept between epochs.
     pub cache: Cache,
     /// CPU, or a GPU where built with the `gpu` feature. The same seed gives the same weights
-    /// on one device, not across devices, nor across CPUs with and without AVX-512 (their
-    /// kernels sum in other orders).
+    /// on one device, not across devices (their kernels sum in other orders); across CPUs it is
+    /// observed (the built-in recipe on an AVX-512 CPU), not promised.
     pub device: TrainDevice,
 }
 
@@ -297,6 +297,28 @@ struct Ready {
     checkpoint: Option<Checkpoint>,
 }
 
+/// A new run writes `history.csv`, `model.json` and the weights into `out`: only a folder that
+/// does not exist yet or is empty is taken, so that no file of another run or of the user is
+/// replaced (a user's `history.csv` was).
+fn check_output_is_free(out: &Path) -> Result<(), TrainError> {
+    match std::fs::read_dir(out) {
+        Ok(mut entries) => match entries.next() {
+            None => Ok(()),
+            Some(entry) => Err(TrainError::OutputExists {
+                path: out.to_path_buf(),
+                holds: entry
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .unwrap_or_else(|e| e.to_string()),
+            }),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) if out.exists() && !out.is_dir() => {
+            Err(TrainError::OutputNotAFolder(out.to_path_buf()))
+        }
+        Err(e) => Err(TrainError::io(out, e)),
+    }
+}
+
 fn preflight(
     config: &TrainConfig,
     data: &TrainData,
@@ -323,12 +345,7 @@ fn preflight(
         same_run(&checkpoint.state, config, &data.info)?;
         Some(checkpoint)
     } else {
-        if [files.info(), files.weights(), files.checkpoint()]
-            .iter()
-            .any(|p| p.exists())
-        {
-            return Err(TrainError::OutputExists(out.to_path_buf()));
-        }
+        check_output_is_free(out)?;
         if let Some(init) = &config.init
             && !init.is_file()
         {

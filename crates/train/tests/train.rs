@@ -409,9 +409,28 @@ fn the_output_folder_and_resume_are_checked() {
     }
     train(&config, &d, &dir, &options(2), &gc_train::NoProgress).unwrap();
     match train(&config, &d, &dir, &options(2), &gc_train::NoProgress) {
-        Err(TrainError::OutputExists(p)) => assert_eq!(p, dir),
+        Err(TrainError::OutputExists { path, .. }) => assert_eq!(path, dir),
         other => panic!("{other:?}"),
     }
+    // Nor into a folder of the user's own files, nor onto a file.
+    let theirs = dir.with_extension("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::write(theirs.join("history.csv"), "mine").unwrap();
+    match train(&config, &d, &theirs, &options(2), &gc_train::NoProgress) {
+        Err(e @ TrainError::OutputExists { .. }) => {
+            assert!(e.to_string().contains("history.csv"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(theirs.join("history.csv")).unwrap(),
+        "mine"
+    );
+    let file = theirs.join("history.csv");
+    assert!(matches!(
+        train(&config, &d, &file, &options(2), &gc_train::NoProgress),
+        Err(TrainError::OutputNotAFolder(_))
+    ));
     let other_lr = TrainConfig {
         lr: 1e-2,
         ..config.clone()

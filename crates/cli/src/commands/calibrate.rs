@@ -7,7 +7,6 @@ use crate::args::CalibrateArgs;
 use anyhow::{Context, bail};
 use gc_classify::ModelSpec;
 use gc_classify::calibrated::{ALREADY_EXISTS, CalibrationFile, FittedOn};
-use gc_classify::labelled::Scope;
 use gc_eval::calibration::fit_temperature;
 
 pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
@@ -37,18 +36,12 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
             path.display()
         );
     }
-    // Without a manifest or a folder for the split, read_labelled takes the whole folder: say so
-    // in the file rather than record a split that was not used.
-    let split = if Scope::of(&args.data, &args.split) != Scope::WholeFolder {
-        args.split.clone()
-    } else {
-        eprintln!(
-            "warning: {} has no manifest.csv and no {}/ folder: fitting on every image in it; evaluate the calibrated model on other images",
-            args.data.display(),
-            args.split
-        );
-        "whole folder".to_string()
-    };
+    let split = super::split_in_use(
+        &args.data,
+        &args.split,
+        "fitting on",
+        "; evaluate the calibrated model on other images",
+    );
     let model = gc_classify::load(&spec).context("loading the model")?;
     let images = labelled(&args.data, &args.split, args.limit)?;
     let run = run_with_progress(model.as_ref(), &images, args.batch_size);

@@ -36,12 +36,7 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     if let Some(p) = c.min_confidence {
         super::check_min_confidence(p)?;
     }
-    if c.out.exists() && !c.out.is_dir() {
-        anyhow::bail!(
-            "{}: cannot be the report folder: it is a file",
-            c.out.display()
-        );
-    }
+    check_report_folder(&c.out)?;
     let load = |(value, preset): &(Option<String>, Option<String>)| {
         let spec = ModelSpec::parse(value.as_deref(), preset.as_deref())?;
         gc_classify::load(&spec).with_context(|| {
@@ -55,7 +50,11 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     for m in models {
         load(m)?;
     }
+    let split = super::split_in_use(&c.data, &c.split, "evaluating", "");
     let images = labelled(&c.data, &c.split, c.limit)?;
+    if images.is_empty() {
+        anyhow::bail!("{}: no images to evaluate (--limit 0?)", c.data.display());
+    }
     std::fs::create_dir_all(&c.out).with_context(|| format!("creating {}", c.out.display()))?;
     let opts = EvalOptions {
         min_confidence: c.min_confidence,
@@ -98,6 +97,12 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
             images_per_second: Some(run.images_per_second),
         });
     }
+    if results.iter().all(|r| r.evaluation.n == 0) {
+        anyhow::bail!(
+            "none of the {} images could be classified; no report written",
+            images.len()
+        );
+    }
     let report = Report {
         title: if results.len() == 1 {
             format!("Evaluation of {}", results[0].name)
@@ -107,7 +112,7 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
         data: format!(
             "Data: {} (split {}), {} images. Positive class for the rates: female. Intervals: 95% Wilson. Gaps leave out groups under {} images.",
             c.data.display(),
-            c.split,
+            split,
             images.len(),
             opts.min_group_for_gaps
         ),
@@ -132,6 +137,53 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     } else {
         Status::SomeFailed
     })
+}
+
+/// What `eval` and `compare` write; a folder that holds only these, with a report.json of ours,
+/// holds an earlier report, which a new run replaces.
+const REPORT_FILES: [&str; 3] = ["report.json", "report.md", "report.html"];
+
+/// The report folder must be new, empty, or hold only an earlier report: a user's own
+/// `report.md`, or a dataset given as `--out`, was overwritten.
+fn check_report_folder(out: &Path) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) if out.exists() && !out.is_dir() => {
+            anyhow::bail!(
+                "{}: cannot be the report folder: it is a file",
+                out.display()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", out.display()))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    let refuse = |what: &str| {
+        anyhow::anyhow!(
+            "{}: holds {what}; reports go into a new or empty folder, or one holding only an earlier report, which they replace",
+            out.display()
+        )
+    };
+    // report.tmp: what an interrupted write_atomic leaves.
+    let earlier = |n: &str| REPORT_FILES.contains(&n) || n == "report.tmp";
+    if let Some(other) = names.iter().find(|n| !earlier(n)) {
+        return Err(refuse(&format!("{other}, which is not a report")));
+    }
+    let ours = std::fs::read(out.join(REPORT_FILES[0]))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|v| v.get("models").is_some_and(|m| m.is_array()) && v.get("data").is_some());
+    if !ours {
+        return Err(refuse("report files that no earlier eval or compare wrote"));
+    }
+    Ok(())
 }
 
 /// The labelled images of `split` in `data`, the first `limit` of them if given.

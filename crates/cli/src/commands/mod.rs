@@ -30,7 +30,6 @@ pub fn run(command: Command) -> anyhow::Result<Status> {
     }
 }
 
-/// The model `--model`/`--preset` name.
 /// `--min-confidence`, which `sort`, `eval` and `compare` take, is a probability.
 fn check_min_confidence<P: Into<f64> + std::fmt::Display + Copy>(p: P) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&p.into()) {
@@ -39,9 +38,24 @@ fn check_min_confidence<P: Into<f64> + std::fmt::Display + Copy>(p: P) -> anyhow
     Ok(())
 }
 
+/// The model `--model`/`--preset` name.
 fn load_model(args: &ModelArgs) -> anyhow::Result<Box<dyn Classifier>> {
     let spec = ModelSpec::parse(args.model.as_deref(), args.preset.as_deref())?;
     gc_classify::load(&spec).context("loading the model")
+}
+
+/// The split `eval`, `compare` and `calibrate` read, as their outputs record it. Without a
+/// manifest or a folder for the split, `read_labelled` takes the whole folder: say so, rather than
+/// record a split that was not used (`--split bogus` was taken silently).
+fn split_in_use(data: &Path, split: &str, doing: &str, advice: &str) -> String {
+    if gc_classify::labelled::Scope::of(data, split) != gc_classify::labelled::Scope::WholeFolder {
+        return split.to_string();
+    }
+    eprintln!(
+        "warning: {} has no manifest.csv and no {split}/ folder: {doing} every image in it{advice}",
+        data.display(),
+    );
+    "whole folder".to_string()
 }
 
 /// The detector and detection mode of `--detector`/`--detect`; no detector means whole images.
@@ -73,7 +87,11 @@ fn load_detector(path: &Path, kind: Option<&str>) -> anyhow::Result<Detector> {
                 .map_err(|e| anyhow::anyhow!("--detector-kind: {}", e.0))
         })
         .transpose()?;
-    // A missing file in the folder is named by Detector::from_path, as any missing model file is.
+    // A missing file in the folder is named by Detector::from_path, as any missing model file is;
+    // a missing path is named before its name is asked for a family.
+    if !path.exists() {
+        bail!("--detector {}: no such file or folder", path.display());
+    }
     let (file, kind) = match kind {
         _ if path.is_dir() => {
             let kind = kind.unwrap_or(DetectorKind::UltraFaceRfb320);

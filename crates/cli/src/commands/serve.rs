@@ -9,7 +9,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Status> {
     let model = super::load_model(&args.model)?;
     let (detector, mode) = super::load_faces(&args.faces)?;
     let mut limits = Limits {
-        max_body_bytes: args.max_body_mib << 20,
+        max_body_bytes: (args.max_body_mib as usize) << 20,
         max_waiting: args.max_waiting,
         ..Limits::default()
     };
