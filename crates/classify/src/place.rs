@@ -41,10 +41,12 @@ pub fn split_name(name: &str) -> (&str, &str) {
 /// A temporary file in `dir` for a file that will be put in place with [`persist_new`].
 pub fn temp_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     std::fs::create_dir_all(dir)?;
-    tempfile::Builder::new()
-        .prefix(".gc-")
-        .suffix(".partial")
-        .tempfile_in(dir)
+    let mut builder = tempfile::Builder::new();
+    // tempfile's files are private (0600); what we put in place is read like any new file
+    // (the umask still applies), by another account too, such as a server's.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder.prefix(".gc-").suffix(".partial").tempfile_in(dir)
 }
 
 /// Gives `tmp` the first free name `stem.ext`, `stem (2).ext`... in `dir`. The link into place
@@ -86,9 +88,16 @@ mod tests {
         assert_eq!(p2.file_name().unwrap(), "a (2).jpg");
         assert_eq!(p3.file_name().unwrap(), "a (3).jpg");
         assert_eq!(std::fs::read(dir.path().join("a.jpg")).unwrap(), b"user's");
-        assert_eq!(std::fs::read(p3).unwrap(), b"two");
+        assert_eq!(std::fs::read(&p3).unwrap(), b"two");
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+        // A new file's permissions, not tempfile's private ones (annotated copies were 0600).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode();
+            assert_eq!(mode(&p3), mode(&dir.path().join("a.jpg")));
+        }
     }
 
     #[test]

@@ -159,7 +159,8 @@ pub struct EvalCommon {
     #[arg(long, default_value = "test")]
     pub split: String,
 
-    /// Where report.json, report.md and report.html go (created if missing).
+    /// Where report.json, report.md and report.html go: a new or empty folder, or one holding
+    /// only an earlier report, which is replaced.
     #[arg(long)]
     pub out: PathBuf,
 

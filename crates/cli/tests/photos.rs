@@ -81,6 +81,20 @@ fn annotate_writes_boxed_copies_and_never_replaces_a_file() {
     assert_eq!(std::fs::read(&written).unwrap(), first);
     assert!(out.join("group-6-people (2).jpg").exists());
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+    // A file as the folder: one error before any photo, the file as it was.
+    let (code, stdout, stderr) = run(bin()
+        .args(["predict", "--annotate"])
+        .arg(&written)
+        .arg(&group)
+        .arg(&group));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(
+        stderr.matches("is a file, not a folder").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&written).unwrap(), first);
 }
 
 #[test]

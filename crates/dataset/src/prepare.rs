@@ -15,6 +15,7 @@ use crate::name::{UtkLabel, parse_utkface_name};
 use crate::source::Source;
 use crate::split::{Fractions, Split, Unit, assign};
 use gc_core::AgeBucket;
+use gc_pipeline::decode::DecodeLimits;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -138,7 +139,8 @@ pub fn prepare(
     }
     refuse_out_inside_source(&source, &opts.out)?;
 
-    // Pass 1: labels and content hashes.
+    // Pass 1: labels, content hashes, and a decode of each image.
+    let limits = DecodeLimits::default();
     progress.phase("reading labels and hashing", None);
     let mut accepted: Vec<Accepted> = Vec::new();
     let mut rejected: Vec<RejectedRow> = Vec::new();
@@ -146,11 +148,12 @@ pub fn prepare(
     let mut by_name: HashMap<String, usize> = HashMap::new();
     source.for_each(|entry| {
         progress.inc();
-        let (sha256, len, head) = hash_reader(entry.reader).map_err(|e| PrepareError::Read {
-            source_path: source.path().to_path_buf(),
-            entry: entry.inner_path.clone(),
-            error: e,
-        })?;
+        let (sha256, len, bytes) =
+            hash_reader(entry.reader, limits.max_file_bytes()).map_err(|e| PrepareError::Read {
+                source_path: source.path().to_path_buf(),
+                entry: entry.inner_path.clone(),
+                error: e,
+            })?;
         let reject = |reason: String| RejectedRow {
             source: entry.inner_path.clone(),
             reason,
@@ -167,10 +170,11 @@ pub fn prepare(
                 };
                 rejected.push(reject(format!("{what} as {}", first.inner_path)));
             }
-            Ok(_) if gc_pipeline::decode::supported_format(&head).is_none() => rejected.push(
-                reject("not a JPEG, PNG, WebP, BMP, GIF or TIFF image (by its content)".into()),
-            ),
             Ok(parsed) => {
+                if let Some(problem) = content_problem(bytes.as_deref(), &limits) {
+                    rejected.push(reject(problem));
+                    return Ok(());
+                }
                 if let Some(note) = parsed.note {
                     tracing::info!("{}: {note}", entry.inner_path);
                     notes.push((entry.inner_path.clone(), note));
@@ -434,28 +438,50 @@ fn check_hash(found: &str, row: &ManifestRow, source: &Path) -> Result<(), Prepa
 }
 
 /// The SHA-256 of everything `r` gives, its length, and its first 16 bytes (for the format).
-fn hash_reader(r: &mut dyn Read) -> std::io::Result<(String, u64, Vec<u8>)> {
+/// A file's SHA-256, its length, and its bytes while they are no more than `keep`.
+fn hash_reader(r: &mut dyn Read, keep: u64) -> std::io::Result<(String, u64, Option<Vec<u8>>)> {
     let mut h = Sha256::new();
     let mut buf = [0u8; 64 * 1024];
     let mut len = 0u64;
-    let mut head = Vec::with_capacity(16);
+    let mut bytes = Some(Vec::new());
     loop {
         match r.read(&mut buf)? {
             0 => break,
             n => {
                 h.update(&buf[..n]);
                 len += n as u64;
-                let more = (16 - head.len()).min(n);
-                head.extend_from_slice(&buf[..more]);
+                if len > keep {
+                    bytes = None;
+                } else if let Some(b) = bytes.as_mut() {
+                    b.extend_from_slice(&buf[..n]);
+                }
             }
         }
     }
-    Ok((format!("{:x}", h.finalize()), len, head))
+    Ok((format!("{:x}", h.finalize()), len, bytes))
+}
+
+/// Why the content of an entry is no usable image, if it is not: the decoder the other
+/// commands use is run on it, so that a truncated JPEG or an image of huge declared size is
+/// rejected here rather than counted in a split and skipped by every later command.
+fn content_problem(bytes: Option<&[u8]>, limits: &DecodeLimits) -> Option<String> {
+    let Some(bytes) = bytes else {
+        return Some(format!(
+            "larger than any image within the limits ({} bytes)",
+            limits.max_file_bytes()
+        ));
+    };
+    if gc_pipeline::decode::supported_format(bytes).is_none() {
+        return Some("not a JPEG, PNG, WebP, BMP, GIF or TIFF image (by its content)".into());
+    }
+    let e = gc_pipeline::decode::decode_rgb_bytes_with_limits(bytes, "", limits).err()?;
+    // The error names the file first; the rejected row names it already.
+    Some(e.to_string().trim_start_matches(": ").to_string())
 }
 
 fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
-    hash_reader(&mut f).map(|(h, _, _)| h)
+    hash_reader(&mut f, 0).map(|(h, _, _)| h)
 }
 
 /// Removes temporary files a killed run may have left in OUT's class folders.

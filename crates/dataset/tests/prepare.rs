@@ -276,6 +276,12 @@ fn folder_source_with_links_zip_source_and_bad_names() {
     std::fs::write(src.join("part2").join(&taken[0].0), b"other bytes").unwrap();
     // A good name on text, and on a link to text: refused by their content.
     std::fs::write(src.join("31_1_0_20170101000000000.jpg.chip.jpg"), b"text").unwrap();
+    // A truncated JPEG: refused here, as every later command would skip it.
+    std::fs::write(
+        src.join("33_1_0_20170101000000000.jpg.chip.jpg"),
+        &taken[1].1[..700],
+    )
+    .unwrap();
     #[cfg(unix)]
     {
         let link = |target: &str, name: &str| {
@@ -305,7 +311,11 @@ fn folder_source_with_links_zip_source_and_bad_names() {
         .iter()
         .map(|r| (r.source.clone(), r.reason.clone()))
         .collect();
-    assert_eq!(reasons.len(), 4 + links, "{reasons:?}");
+    assert_eq!(reasons.len(), 5 + links, "{reasons:?}");
+    assert!(
+        reasons["33_1_0_20170101000000000.jpg.chip.jpg"].starts_with("truncated or corrupt JPEG"),
+        "{reasons:?}"
+    );
     let by_content = "not a JPEG, PNG, WebP, BMP, GIF or TIFF image (by its content)";
     assert_eq!(reasons["31_1_0_20170101000000000.jpg.chip.jpg"], by_content);
     #[cfg(unix)]

@@ -191,18 +191,33 @@ fn load_from_store<M: ModuleSnapshot>(
 /// Writes the model's weights (parameters and BatchNorm running statistics) to `path`, replacing
 /// the file if it exists. Atomic: burn-store builds the file beside `path` and renames it into
 /// place, so an interrupted save leaves the previous file whole. The same weights give the same
-/// bytes.
+/// bytes. burn-store's temporary file is private (mode 0600), and so is the result: a caller
+/// that shares the file writes [`safetensors_bytes`] itself.
 pub fn save_safetensors<M: ModuleSnapshot>(model: &M, path: &Path) -> Result<(), ModelError> {
-    // One metadata key only: burn-store keeps metadata in a HashMap, whose order (and so the
-    // file's bytes) would change from run to run with several keys.
-    let mut store = SafetensorsStore::from_file(path)
-        .overwrite(true)
-        .clear_metadata()
-        .metadata("producer", "gender-classifier gc-models (burn 0.22.1)");
+    let mut store = producer(SafetensorsStore::from_file(path).overwrite(true));
     model.save_into(&mut store).map_err(|e| ModelError::File {
         path: path.display().to_string(),
         reason: format!("writing weights: {e}"),
     })
+}
+
+/// The bytes [`save_safetensors`] writes.
+pub fn safetensors_bytes<M: ModuleSnapshot>(model: &M) -> Result<Vec<u8>, ModelError> {
+    let failed = |e: &dyn std::fmt::Display| ModelError::File {
+        path: "(weights in memory)".into(),
+        reason: format!("writing weights: {e}"),
+    };
+    let mut store = producer(SafetensorsStore::from_bytes(None));
+    model.save_into(&mut store).map_err(|e| failed(&e))?;
+    store.get_bytes().map_err(|e| failed(&e))
+}
+
+fn producer(store: SafetensorsStore) -> SafetensorsStore {
+    // One metadata key only: burn-store keeps metadata in a HashMap, whose order (and so the
+    // file's bytes) would change from run to run with several keys.
+    store
+        .clear_metadata()
+        .metadata("producer", "gender-classifier gc-models (burn 0.22.1)")
 }
 
 /// The first few names of a list, for an error message.

@@ -18,7 +18,7 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use gc_core::Gender;
 use gc_models::ImageClassifier;
-use gc_models::weights::save_safetensors;
+use gc_models::weights::safetensors_bytes;
 use gc_pipeline::{Augment, Cache, ImageFolder, Pipeline, PipelineConfig, Sample, Size};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -667,7 +667,10 @@ impl Run<'_> {
             };
             let improved = state.best.is_none_or(|b| metrics.val_loss < b.val_loss);
             if improved {
-                save_safetensors(&eval, &self.files.weights())?;
+                // Written by us, not burn-store, so the file gets the permissions of any new
+                // file (burn-store's are private) and is synced like the checkpoint.
+                let bytes = safetensors_bytes(&eval)?;
+                crate::model_dir::write_bytes_atomic(&self.files.weights(), &bytes)?;
             }
             let metrics = EpochMetrics {
                 seconds: started.elapsed().as_secs_f64(),

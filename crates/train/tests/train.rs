@@ -412,6 +412,18 @@ fn the_output_folder_and_resume_are_checked() {
         Err(TrainError::OutputExists { path, .. }) => assert_eq!(path, dir),
         other => panic!("{other:?}"),
     }
+    // The weights are as readable as the other files (burn-store's own writes are 0600).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+        };
+        assert_eq!(mode("model.safetensors"), mode("model.json"));
+    }
     // Nor into a folder of the user's own files, nor onto a file.
     let theirs = dir.with_extension("theirs");
     std::fs::create_dir(&theirs).unwrap();

@@ -14,6 +14,13 @@ use gc_classify::{Outcome, Prediction, classify_inputs, expand};
 use std::io::Write;
 
 pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
+    // Once up front, not once per photo ("File exists" for each).
+    if let Some(dir) = &args.annotate
+        && dir.exists()
+        && !dir.is_dir()
+    {
+        anyhow::bail!("--annotate {}: is a file, not a folder", dir.display());
+    }
     let model = super::load_model(&args.model)?;
     let (detector, mode) = super::load_faces(&args.faces)?;
     let inputs = expand(&args.paths, args.recursive, &mut std::io::stdin().lock());
