@@ -77,6 +77,28 @@ fn path_from_bytes(bytes: &[u8]) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
 }
 
+/// A file name or path as text: bytes that are not UTF-8 written `\xNN`, so that two names
+/// differing only there stay two (in sort's index, which a resumed run matches photos by, and in
+/// predict's output, where a name can be mapped back to its file).
+/// `to_string_lossy` would make both `\u{FFFD}`.
+#[cfg(unix)]
+pub fn path_text(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in name.as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(not(unix))]
+pub fn path_text(name: &std::ffi::OsStr) -> String {
+    name.to_string_lossy().into_owned()
+}
+
 /// Whether a folder walk met a symbolic link to a folder above it, which holds nothing new: it is
 /// skipped with a warning, not counted as a failed image (a sort would retry it on every run).
 pub fn is_link_loop(err: &walkdir::Error) -> bool {

@@ -125,7 +125,7 @@ impl ModelSpec {
             }),
             (spec, None) => Ok(spec),
             (spec, Some(_)) => Err(ModelError::Format {
-                path: format!("{spec:?}"),
+                path: spec.value(),
                 reason: "--preset applies to .onnx models only".into(),
             }),
         }

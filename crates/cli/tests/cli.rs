@@ -93,6 +93,37 @@ fn json_lines_and_the_bare_shorthand_and_stdin() {
         .map(|f| f.display().to_string())
         .collect();
     assert_eq!(paths, want);
+
+    // A name that is not UTF-8 is read and classified, and written `\xNN` (one such line ended
+    // the list silently); the lines after it are read too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9.jpg"));
+        std::fs::copy(&faces[0], &odd).unwrap();
+        let mut list = odd.as_os_str().as_bytes().to_vec();
+        list.extend_from_slice(b"\n");
+        list.extend_from_slice(faces[1].as_os_str().as_bytes());
+        list.extend_from_slice(b"\nmissing.jpg\n");
+        let mut child = bin()
+            .args(["predict", "--json", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&list).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let rows = json_lines(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        let first = rows[0]["path"].as_str().unwrap();
+        assert!(first.ends_with("caf\\xe9.jpg"), "{first}");
+        assert!(rows[0]["label"].is_string(), "{}", rows[0]);
+        assert!(rows[1]["label"].is_string(), "{}", rows[1]);
+        assert_eq!(rows[2]["path"], "missing.jpg");
+        assert!(rows[2]["error"].is_string(), "{}", rows[2]);
+    }
 }
 
 /// A PNG header that declares 100000 x 100000 pixels: 30 GB if anyone allocated it.
@@ -320,6 +351,19 @@ fn bad_models_are_clear_errors_with_exit_2() {
     let (code, _, stderr) = run(bin().arg("--detector").arg(d.join("typo")).arg(&face));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("typo: no such file or folder"), "{stderr}");
+    // An unknown detector kind lists the known ones; --preset on the built-in model names it
+    // as the user does.
+    let detect = shared("models/detect");
+    let (code, _, stderr) = run(bin()
+        .arg("--detector")
+        .arg(&detect)
+        .args(["--detector-kind", "bogus"])
+        .arg(&face));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("expected one of: ultraface"), "{stderr}");
+    let (code, _, stderr) = run(bin().args(["--preset", "yu4u-age-gender"]).arg(&face));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("builtin: --preset applies"), "{stderr}");
     // serve refuses a body limit of nothing before it starts.
     let (code, _, stderr) = run(bin().args(["serve", "--max-body-mib", "0"]));
     assert_eq!(code, 2, "{stderr}");

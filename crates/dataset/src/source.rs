@@ -73,6 +73,17 @@ impl Source {
                     .follow_links(true)
                     .sort_by_file_name();
                 for item in walk {
+                    // A link to a folder above holds nothing new; it used to end the run.
+                    if let Err(e) = &item
+                        && let Some(ancestor) = e.loop_ancestor()
+                    {
+                        tracing::warn!(
+                            "{}: a symbolic link to {}, a folder above it; skipped",
+                            e.path().unwrap_or(root).display(),
+                            ancestor.display()
+                        );
+                        continue;
+                    }
                     let item = item.map_err(|e| {
                         let p = e.path().unwrap_or(root).to_path_buf();
                         PrepareError::io(&p, e.into())

@@ -307,7 +307,7 @@ impl Sort {
         std::fs::create_dir_all(&dir)?;
         let name = source
             .file_name()
-            .map(escaped)
+            .map(gc_classify::inputs::path_text)
             .unwrap_or_else(|| "photo".into());
         let (stem, ext) = place::split_name(&name);
         for n in 1.. {
@@ -377,30 +377,9 @@ fn describe(row: &mut Row, verdict: &Verdict, size: (u32, u32)) {
 fn relative(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
     rel.components()
-        .map(|c| escaped(c.as_os_str()))
+        .map(|c| gc_classify::inputs::path_text(c.as_os_str()))
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// A file name as text: bytes that are not UTF-8 written `\xNN`, so that two names differing
-/// only there stay two (in the index, which a resumed run matches photos by, and in DST).
-/// `to_string_lossy` would make both `\u{FFFD}`.
-#[cfg(unix)]
-fn escaped(name: &std::ffi::OsStr) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = String::new();
-    for chunk in name.as_bytes().utf8_chunks() {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
-
-#[cfg(not(unix))]
-fn escaped(name: &std::ffi::OsStr) -> String {
-    name.to_string_lossy().into_owned()
 }
 
 fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {

@@ -84,7 +84,7 @@ fn load_detector(path: &Path, kind: Option<&str>) -> anyhow::Result<Detector> {
     let kind = kind
         .map(|k| {
             k.parse::<DetectorKind>()
-                .map_err(|e| anyhow::anyhow!("--detector-kind: {}", e.0))
+                .map_err(|e| anyhow::anyhow!("--detector-kind: {e}"))
         })
         .transpose()?;
     // A missing file in the folder is named by Detector::from_path, as any missing model file is;

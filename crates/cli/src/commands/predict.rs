@@ -97,7 +97,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
 }
 
 fn print_photo(out: &mut impl Write, o: &PhotoOutcome, json: bool) -> std::io::Result<()> {
-    let path = o.path.display().to_string();
+    let path = gc_classify::inputs::path_text(o.path.as_os_str());
     match (&o.result, json) {
         (Ok(Verdict::Whole(p)), false) => writeln!(out, "{}", text_line(&path, p)),
         (Ok(Verdict::Whole(p)), true) => writeln!(out, "{}", json_line(&path, p)),
@@ -131,7 +131,7 @@ fn print_photo(out: &mut impl Write, o: &PhotoOutcome, json: bool) -> std::io::R
 }
 
 fn print_outcome(out: &mut impl Write, o: &Outcome, json: bool) -> std::io::Result<()> {
-    let path = o.path.display().to_string();
+    let path = gc_classify::inputs::path_text(o.path.as_os_str());
     match (&o.result, json) {
         (Ok(p), false) => writeln!(out, "{}", text_line(&path, p)),
         (Ok(p), true) => writeln!(out, "{}", json_line(&path, p)),
