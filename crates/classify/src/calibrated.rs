@@ -81,18 +81,12 @@ impl CalibrationFile {
             reason,
         };
         let json = serde_json::to_string_pretty(self).map_err(|e| fail(e.to_string()))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(CalibrationFile::base_dir(path))
+        // The permissions of any new file, not tempfile's private ones.
+        let mut tmp = crate::place::temp_in_existing(&CalibrationFile::base_dir(path))
             .map_err(|e| fail(e.to_string()))?;
         std::io::Write::write_all(&mut tmp, format!("{json}\n").as_bytes())
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(|e| fail(e.to_string()))?;
-        // A temporary file is private (0600); the calibration file is as shareable as a model.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-                .map_err(|e| fail(e.to_string()))?;
-        }
         tmp.persist_noclobber(path).map_err(|e| {
             if e.error.kind() == std::io::ErrorKind::AlreadyExists {
                 fail(ALREADY_EXISTS.into())
@@ -345,8 +339,10 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let other = dir.path().join("other.json");
             file.write_new(&other).unwrap();
-            let mode = std::fs::metadata(&other).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o644);
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode();
+            let probe = dir.path().join("probe");
+            std::fs::write(&probe, b"").unwrap();
+            assert_eq!(mode(&other), mode(&probe));
         }
     }
 }

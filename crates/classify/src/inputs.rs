@@ -52,7 +52,6 @@ fn read_list(stdin: &mut dyn BufRead, recursive: bool, out: &mut Vec<Input>) {
                     push_path(&path_from_bytes(name), recursive, out);
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 out.push(Input {
                     path: PathBuf::from("-"),
@@ -99,19 +98,7 @@ pub fn path_text(name: &std::ffi::OsStr) -> String {
     name.to_string_lossy().into_owned()
 }
 
-/// Whether a folder walk met a symbolic link to a folder above it, which holds nothing new: it is
-/// skipped with a warning, not counted as a failed image (a sort would retry it on every run).
-pub fn is_link_loop(err: &walkdir::Error) -> bool {
-    let Some(ancestor) = err.loop_ancestor() else {
-        return false;
-    };
-    tracing::warn!(
-        "{}: a symbolic link to {}, a folder above it; skipped",
-        err.path().unwrap_or(ancestor).display(),
-        ancestor.display()
-    );
-    true
-}
+pub use gc_dataset::source::skip_link_loop;
 
 /// Why a folder walk could not use an entry, in the words `decode` uses for a file given alone.
 pub fn walk_error_reason(err: &walkdir::Error) -> String {
@@ -155,7 +142,7 @@ fn push_path(arg: &Path, recursive: bool, out: &mut Vec<Input>) {
                 });
             }
             Ok(_) => {}
-            Err(err) if is_link_loop(&err) => {}
+            Err(err) if skip_link_loop(&err) => {}
             Err(err) => out.push(Input {
                 path: err
                     .path()

@@ -41,6 +41,11 @@ pub fn split_name(name: &str) -> (&str, &str) {
 /// A temporary file in `dir` for a file that will be put in place with [`persist_new`].
 pub fn temp_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     std::fs::create_dir_all(dir)?;
+    temp_in_existing(dir)
+}
+
+/// [`temp_in`] for a folder that must exist already.
+pub fn temp_in_existing(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     let mut builder = tempfile::Builder::new();
     // tempfile's files are private (0600); what we put in place is read like any new file
     // (the umask still applies), by another account too, such as a server's.

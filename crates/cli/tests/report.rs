@@ -311,7 +311,8 @@ fn eval_checks_before_the_work_and_names_each_failed_file() {
     );
     let md = std::fs::read_to_string(d.join("r/report.md")).unwrap();
     assert!(md.contains("(split whole folder)"), "{md}");
-    // An earlier report is replaced by a new run into its folder.
+    // An earlier report is replaced by a new run into its folder, litter or not.
+    std::fs::write(d.join("r/.DS_Store"), b"").unwrap();
     let (code, _, stderr) = eval(&["eval", "--limit", "2"], &d.join("r"));
     assert_eq!(code, 0, "{stderr}");
     let md = std::fs::read_to_string(d.join("r/report.md")).unwrap();

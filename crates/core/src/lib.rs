@@ -5,6 +5,7 @@
 //! evaluation crates agree on what "female", "Asian" or "30-39" mean without depending on each other.
 
 pub mod classifier;
+pub mod folder;
 pub mod malloc;
 
 pub use classifier::{

@@ -148,17 +148,23 @@ pub fn prepare(
     let mut by_name: HashMap<String, usize> = HashMap::new();
     source.for_each(|entry| {
         progress.inc();
-        let (sha256, len, bytes) =
-            hash_reader(entry.reader, limits.max_file_bytes()).map_err(|e| PrepareError::Read {
-                source_path: source.path().to_path_buf(),
-                entry: entry.inner_path.clone(),
-                error: e,
-            })?;
+        let parsed = parse_utkface_name(&entry.name);
+        let keep = if parsed.is_ok() {
+            limits.max_file_bytes()
+        } else {
+            0
+        };
+        let content = read_content(entry.reader, keep).map_err(|e| PrepareError::Read {
+            source_path: source.path().to_path_buf(),
+            entry: entry.inner_path.clone(),
+            error: e,
+        })?;
+        let (sha256, len) = (content.sha256.clone(), content.len);
         let reject = |reason: String| RejectedRow {
             source: entry.inner_path.clone(),
             reason,
         };
-        match parse_utkface_name(&entry.name) {
+        match parsed {
             Err(reason) => rejected.push(reject(reason)),
             Ok(_) if len == 0 => rejected.push(reject("empty file".into())),
             Ok(_) if by_name.contains_key(&entry.name) => {
@@ -171,7 +177,7 @@ pub fn prepare(
                 rejected.push(reject(format!("{what} as {}", first.inner_path)));
             }
             Ok(parsed) => {
-                if let Some(problem) = content_problem(bytes.as_deref(), &limits) {
+                if let Some(problem) = content_problem(&content, &limits) {
                     rejected.push(reject(problem));
                     return Ok(());
                 }
@@ -437,43 +443,63 @@ fn check_hash(found: &str, row: &ManifestRow, source: &Path) -> Result<(), Prepa
     }
 }
 
-/// The SHA-256 of everything `r` gives, its length, and its first 16 bytes (for the format).
-/// A file's SHA-256, its length, and its bytes while they are no more than `keep`.
-fn hash_reader(r: &mut dyn Read, keep: u64) -> std::io::Result<(String, u64, Option<Vec<u8>>)> {
+/// What pass 1 learns of an entry's content, read once as a stream.
+struct Content {
+    sha256: String,
+    len: u64,
+    /// The first 16 bytes, which name the format.
+    head: Vec<u8>,
+    /// All the bytes, kept only for an image whose name was taken, whose first bytes name a
+    /// format we decode, and while they are no more than the limit: a large file that is no
+    /// image, or is not asked for, is hashed as a stream and never held in memory.
+    bytes: Option<Vec<u8>>,
+}
+
+fn read_content(r: &mut dyn Read, keep: u64) -> std::io::Result<Content> {
     let mut h = Sha256::new();
     let mut buf = [0u8; 64 * 1024];
     let mut len = 0u64;
-    let mut bytes = Some(Vec::new());
+    let mut head = Vec::with_capacity(16);
+    let mut bytes = (keep > 0).then(Vec::new);
     loop {
-        match r.read(&mut buf)? {
-            0 => break,
-            n => {
-                h.update(&buf[..n]);
-                len += n as u64;
-                if len > keep {
-                    bytes = None;
-                } else if let Some(b) = bytes.as_mut() {
-                    b.extend_from_slice(&buf[..n]);
-                }
-            }
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        len += n as u64;
+        let more = (16 - head.len()).min(n);
+        head.extend_from_slice(&buf[..more]);
+        if len > keep
+            || (head.len() == 16 && gc_pipeline::decode::supported_format(&head).is_none())
+        {
+            bytes = None;
+        } else if let Some(b) = bytes.as_mut() {
+            b.extend_from_slice(&buf[..n]);
         }
     }
-    Ok((format!("{:x}", h.finalize()), len, bytes))
+    Ok(Content {
+        sha256: format!("{:x}", h.finalize()),
+        len,
+        head,
+        bytes,
+    })
 }
 
 /// Why the content of an entry is no usable image, if it is not: the decoder the other
 /// commands use is run on it, so that a truncated JPEG or an image of huge declared size is
 /// rejected here rather than counted in a split and skipped by every later command.
-fn content_problem(bytes: Option<&[u8]>, limits: &DecodeLimits) -> Option<String> {
-    let Some(bytes) = bytes else {
+fn content_problem(content: &Content, limits: &DecodeLimits) -> Option<String> {
+    if gc_pipeline::decode::supported_format(&content.head).is_none() {
+        return Some("not a JPEG, PNG, WebP, BMP, GIF or TIFF image (by its content)".into());
+    }
+    let Some(bytes) = &content.bytes else {
         return Some(format!(
-            "larger than any image within the limits ({} bytes)",
+            "a file of {} bytes, larger than any image within the limits ({} bytes)",
+            content.len,
             limits.max_file_bytes()
         ));
     };
-    if gc_pipeline::decode::supported_format(bytes).is_none() {
-        return Some("not a JPEG, PNG, WebP, BMP, GIF or TIFF image (by its content)".into());
-    }
     let e = gc_pipeline::decode::decode_rgb_bytes_with_limits(bytes, "", limits).err()?;
     // The error names the file first; the rejected row names it already.
     Some(e.to_string().trim_start_matches(": ").to_string())
@@ -481,7 +507,7 @@ fn content_problem(bytes: Option<&[u8]>, limits: &DecodeLimits) -> Option<String
 
 fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
-    hash_reader(&mut f, 0).map(|(h, _, _)| h)
+    read_content(&mut f, 0).map(|c| c.sha256)
 }
 
 /// Removes temporary files a killed run may have left in OUT's class folders.

@@ -73,15 +73,10 @@ impl Source {
                     .follow_links(true)
                     .sort_by_file_name();
                 for item in walk {
-                    // A link to a folder above holds nothing new; it used to end the run.
+                    // It used to end the run.
                     if let Err(e) = &item
-                        && let Some(ancestor) = e.loop_ancestor()
+                        && skip_link_loop(e)
                     {
-                        tracing::warn!(
-                            "{}: a symbolic link to {}, a folder above it; skipped",
-                            e.path().unwrap_or(root).display(),
-                            ancestor.display()
-                        );
                         continue;
                     }
                     let item = item.map_err(|e| {
@@ -169,6 +164,21 @@ impl Source {
             }
         }
     }
+}
+
+/// Whether a folder walk met a symbolic link to a folder above it, which holds nothing new; if so
+/// it is logged as skipped. Every walk of a user's folder (prepare, predict, sort) passes over
+/// such links rather than fail on them (a sort retried one on every run).
+pub fn skip_link_loop(err: &walkdir::Error) -> bool {
+    let Some(ancestor) = err.loop_ancestor() else {
+        return false;
+    };
+    tracing::warn!(
+        "{}: a symbolic link to {}, a folder above it; skipped",
+        err.path().unwrap_or(ancestor).display(),
+        ancestor.display()
+    );
+    true
 }
 
 fn base_name(inner: &str) -> &str {

@@ -91,8 +91,10 @@ impl Report {
 
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "# {}\n\n{}\n", self.title, self.data);
-        let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+        // Model names and the data folder are paths the user chose: text, not Markdown.
+        let _ = writeln!(s, "# {}\n\n{}\n", md_text(&self.title), md_text(&self.data));
+        let names: Vec<String> = self.models.iter().map(|m| md_text(&m.name)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         md_header(&mut s, "metric", &names);
         for (label, f) in overall_metrics() {
             let cells: Vec<String> = self.models.iter().map(f).collect();
@@ -103,7 +105,11 @@ impl Report {
             let _ = writeln!(
                 s,
                 "\n**{}**, confusion matrix (rows: truth, columns: predicted)\n\n| | female | male |\n| --- | --- | --- |\n| female | {} | {} |\n| male | {} | {} |",
-                m.name, c[0][0], c[0][1], c[1][0], c[1][1]
+                md_text(&m.name),
+                c[0][0],
+                c[0][1],
+                c[1][0],
+                c[1][1]
             );
         }
         if let Some(first) = self.models.first() {
@@ -142,7 +148,7 @@ impl Report {
             }
         }
         for m in &self.models {
-            let _ = writeln!(s, "\n## Most confident failures: {}\n", m.name);
+            let _ = writeln!(s, "\n## Most confident failures: {}\n", md_text(&m.name));
             md_header(
                 &mut s,
                 "image",
@@ -156,7 +162,7 @@ impl Report {
         if !self.skipped.is_empty() {
             let _ = writeln!(s, "\n## Images that could not be classified\n");
             for (path, why) in &self.skipped {
-                let _ = writeln!(s, "- `{path}`: {why}");
+                let _ = writeln!(s, "- {}: {}", md_text(path), md_text(why));
             }
         }
         s
@@ -510,7 +516,7 @@ mod tests {
         assert!(md.contains("**Expected calibration error by age**"), "{md}");
         assert!(md.contains("| 30-39 | 1 | 0.800 |"), "{md}");
         assert!(md.contains("| 0-2 | 1 | 0.100 |"), "{md}");
-        assert!(md.contains("`x.jpg`: empty file"));
+        assert!(md.contains("- x.jpg: empty file"), "{md}");
         // The failure named a/<b>.jpg is text, not HTML.
         assert!(md.contains("| a/\\<b\\>.jpg | female |"), "{md}");
         assert!(!md.contains("<b>"), "{md}");

@@ -191,8 +191,8 @@ fn load_from_store<M: ModuleSnapshot>(
 /// Writes the model's weights (parameters and BatchNorm running statistics) to `path`, replacing
 /// the file if it exists. Atomic: burn-store builds the file beside `path` and renames it into
 /// place, so an interrupted save leaves the previous file whole. The same weights give the same
-/// bytes. burn-store's temporary file is private (mode 0600), and so is the result: a caller
-/// that shares the file writes [`safetensors_bytes`] itself.
+/// bytes. burn-store's temporary file is private (mode 0600), and so is a new file it makes: a
+/// caller that shares the file writes [`safetensors_bytes`] itself.
 pub fn save_safetensors<M: ModuleSnapshot>(model: &M, path: &Path) -> Result<(), ModelError> {
     let mut store = producer(SafetensorsStore::from_file(path).overwrite(true));
     model.save_into(&mut store).map_err(|e| ModelError::File {

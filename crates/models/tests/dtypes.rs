@@ -120,3 +120,15 @@ fn half_precision_weights_are_widened_and_odd_dtypes_refused() {
         Ok(_) => panic!("an I32 checkpoint was accepted"),
     }
 }
+
+/// The trainer writes `safetensors_bytes` itself; they are the bytes `save_safetensors` writes,
+/// so a model trained either way is the same file.
+#[test]
+fn weights_in_memory_are_the_bytes_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cnn = CnnConfig::tiny().init(&cpu_device());
+    let path = dir.path().join("model.safetensors");
+    save_safetensors(&cnn, &path).unwrap();
+    let bytes = gc_models::weights::safetensors_bytes(&cnn).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}

@@ -204,10 +204,12 @@ pub(crate) fn read_file(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, D
     };
     // The size on disk refuses a large file at once; the capped read covers files that grow and
     // special files whose size says nothing.
-    if let Ok(meta) = file.metadata()
-        && meta.len() > max
-    {
-        return Err(too_large(meta.len()));
+    if let Ok(meta) = file.metadata() {
+        if meta.len() > max {
+            return Err(too_large(meta.len()));
+        }
+        // As std::fs::read does: one allocation for the whole file, not doublings.
+        bytes.reserve(meta.len().saturating_sub(bytes.len() as u64) as usize);
     }
     file.take(max + 1 - bytes.len() as u64)
         .read_to_end(&mut bytes)

@@ -541,7 +541,7 @@ fn list_photos(root: &Path, dst: &Path) -> Vec<(String, Input)> {
                 ));
             }
             Ok(_) => {}
-            Err(e) if gc_classify::inputs::is_link_loop(&e) => {}
+            Err(e) if gc_classify::inputs::skip_link_loop(&e) => {}
             Err(e) => {
                 let path = e
                     .path()

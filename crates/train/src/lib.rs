@@ -60,10 +60,14 @@ pub enum TrainError {
     /// `--resume` found no usable checkpoint, or one from another run.
     #[error("cannot resume: {0}")]
     Resume(String),
-    /// The output folder is not empty (another run, or a user's files): `--resume` it or choose
-    /// another folder. `holds` names one thing in it.
-    #[error("{}: already holds files ({holds}); train writes only into a new or empty folder: pass --resume to continue the run there, or choose another output folder", path.display())]
-    OutputExists { path: PathBuf, holds: String },
+    /// The output folder is not empty (another run, or a user's files). `holds` names one thing
+    /// in it; `advice` is what to do (`--resume` where there is a checkpoint).
+    #[error("{}: already holds files ({holds}); train writes only into a new or empty folder: {advice}", path.display())]
+    OutputExists {
+        path: PathBuf,
+        holds: String,
+        advice: &'static str,
+    },
     /// The output path exists and is not a folder.
     #[error("{}: is a file, not a folder; choose a new folder for the model", .0.display())]
     OutputNotAFolder(PathBuf),

@@ -278,7 +278,7 @@ pub fn train(
 
 /// Checks what can refuse a run before any work is done: the settings, the device, the loss
 /// weights, the ImageNet weights' file, and the output folder (with `resume`, a checkpoint of the
-/// same settings and data; otherwise no model or checkpoint there). [`train`] checks it all
+/// same settings and data; otherwise a new or empty folder). [`train`] checks it all
 /// first; a caller with slow work to do before training (the teachers' pass over the images)
 /// checks it before that work, with the data as it then is.
 pub fn check_run(
@@ -299,24 +299,30 @@ struct Ready {
 
 /// A new run writes `history.csv`, `model.json` and the weights into `out`: only a folder that
 /// does not exist yet or is empty is taken, so that no file of another run or of the user is
-/// replaced (a user's `history.csv` was).
+/// replaced (a user's `history.csv` was). A file browser's litter and the temporary file of a
+/// run killed while writing (`.NAME.tmp-PID`, see `model_dir::write_atomic`) do not count.
 fn check_output_is_free(out: &Path) -> Result<(), TrainError> {
-    match std::fs::read_dir(out) {
-        Ok(mut entries) => match entries.next() {
-            None => Ok(()),
-            Some(entry) => Err(TrainError::OutputExists {
-                path: out.to_path_buf(),
-                holds: entry
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .unwrap_or_else(|e| e.to_string()),
-            }),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(_) if out.exists() && !out.is_dir() => {
-            Err(TrainError::OutputNotAFolder(out.to_path_buf()))
+    let names = match gc_core::folder::entries(out) {
+        Ok(names) => names.unwrap_or_default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(TrainError::OutputNotAFolder(out.to_path_buf()));
         }
-        Err(e) => Err(TrainError::io(out, e)),
-    }
+        Err(e) => return Err(TrainError::io(out, e)),
+    };
+    let ours = |n: &str| n.starts_with('.') && n.contains(".tmp-");
+    let Some(holds) = names.into_iter().find(|n| !ours(n)) else {
+        return Ok(());
+    };
+    let advice = if ModelDir::new(out).checkpoint().is_file() {
+        "pass --resume to continue the run there, or choose another output folder"
+    } else {
+        "choose another output folder"
+    };
+    Err(TrainError::OutputExists {
+        path: out.to_path_buf(),
+        holds,
+        advice,
+    })
 }
 
 fn preflight(

@@ -443,6 +443,21 @@ fn the_output_folder_and_resume_are_checked() {
         train(&config, &d, &file, &options(2), &gc_train::NoProgress),
         Err(TrainError::OutputNotAFolder(_))
     ));
+    // The folder of a finished run has a checkpoint: --resume is suggested there, not here.
+    for (folder, suggested) in [(&dir, true), (&theirs, false)] {
+        match train(&config, &d, folder, &options(2), &gc_train::NoProgress) {
+            Err(e @ TrainError::OutputExists { .. }) => {
+                assert_eq!(e.to_string().contains("--resume"), suggested, "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A file browser's litter and a killed run's temporary file leave a folder free.
+    let litter = dir.with_extension("litter");
+    std::fs::create_dir(&litter).unwrap();
+    std::fs::write(litter.join(".DS_Store"), "").unwrap();
+    std::fs::write(litter.join(".model.safetensors.tmp-123"), "").unwrap();
+    train(&config, &d, &litter, &options(2), &gc_train::NoProgress).unwrap();
     let other_lr = TrainConfig {
         lr: 1e-2,
         ..config.clone()

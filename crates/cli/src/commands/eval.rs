@@ -144,12 +144,12 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
 const REPORT_FILES: [&str; 3] = ["report.json", "report.md", "report.html"];
 
 /// The report folder must be new, empty, or hold only an earlier report: a user's own
-/// `report.md`, or a dataset given as `--out`, was overwritten.
+/// `report.md`, or a dataset given as `--out`, was overwritten. A file browser's litter and the
+/// `report.tmp` of a run killed while writing do not count.
 fn check_report_folder(out: &Path) -> anyhow::Result<()> {
-    let entries = match std::fs::read_dir(out) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(_) if out.exists() && !out.is_dir() => {
+    let names = match gc_core::folder::entries(out) {
+        Ok(names) => names.unwrap_or_default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
             anyhow::bail!(
                 "{}: cannot be the report folder: it is a file",
                 out.display()
@@ -157,11 +157,7 @@ fn check_report_folder(out: &Path) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
     };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", out.display()))?;
-        names.push(entry.file_name().to_string_lossy().into_owned());
-    }
+    let names: Vec<String> = names.into_iter().filter(|n| n != "report.tmp").collect();
     if names.is_empty() {
         return Ok(());
     }
@@ -171,9 +167,7 @@ fn check_report_folder(out: &Path) -> anyhow::Result<()> {
             out.display()
         )
     };
-    // report.tmp: what an interrupted write_atomic leaves.
-    let earlier = |n: &str| REPORT_FILES.contains(&n) || n == "report.tmp";
-    if let Some(other) = names.iter().find(|n| !earlier(n)) {
+    if let Some(other) = names.iter().find(|n| !REPORT_FILES.contains(&n.as_str())) {
         return Err(refuse(&format!("{other}, which is not a report")));
     }
     let ours = std::fs::read(out.join(REPORT_FILES[0]))
