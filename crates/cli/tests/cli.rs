@@ -694,6 +694,11 @@ fn train_with_teachers_records_them_and_checks_before_their_pass() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("already holds files"), "{stderr}");
     assert!(!stderr.contains("classified"), "{stderr}");
+    // Without teachers too, the refusal comes before the line that says training starts.
+    let (code, _, stderr) = train(&model, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("already holds files"), "{stderr}");
+    assert!(!stderr.contains("training cnn on"), "{stderr}");
 }
 
 #[test]

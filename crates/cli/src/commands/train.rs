@@ -254,10 +254,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         device: args.device,
         ..RunOptions::default()
     };
+    // Checked before the teachers' pass, which can take minutes, and before the line that says
+    // training starts (train checks again: a resume's checkpoint is read twice, a small cost).
+    gc_train::check_run(&config, &data, &args.out, &options)
+        .with_context(|| format!("training into {}", args.out.display()))?;
     if !teachers.is_empty() {
-        // Checked before the teachers' pass, which can take minutes.
-        gc_train::check_run(&config, &data, &args.out, &options)
-            .with_context(|| format!("training into {}", args.out.display()))?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(args.workers)
             .build()?;
