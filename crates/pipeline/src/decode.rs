@@ -181,7 +181,7 @@ impl DecodeLimits {
 /// are read alone and the rest only if they name an image format, and never more than
 /// `limits.max_file_bytes()`: a video or disk image named `.jpg`, or a device such as
 /// `/dev/zero`, would otherwise be read into memory whole before being refused.
-pub(crate) fn read_file(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, DecodeError> {
+fn read_file(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, DecodeError> {
     let io = |e| io_error(path, e);
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::with_capacity(16);

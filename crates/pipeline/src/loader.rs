@@ -18,7 +18,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::decode::{DecodeLimits, decode_rgb_bytes_with_limits, read_file};
+use crate::decode::{DecodeLimits, decode_rgb_with_limits};
 use crate::disk_cache::{Cached, DiskCache, fingerprint};
 use crate::folder::Sample;
 use crate::transform::{ColorJitter, Crop, Geometry, Size, crop_to_chw, resize_rgb};
@@ -454,9 +454,7 @@ impl Shared {
     }
 
     fn decode_resized(&self, path: &Path) -> Result<Vec<u8>, String> {
-        let bytes = read_file(path, &self.config.limits).map_err(|e| e.to_string())?;
-        let image = decode_rgb_bytes_with_limits(&bytes, path, &self.config.limits)
-            .map_err(|e| e.to_string())?;
+        let image = decode_rgb_with_limits(path, &self.config.limits).map_err(|e| e.to_string())?;
         let (width, height) = image.dimensions();
         resize_rgb(image.as_raw(), width, height, self.config.resize_size)
             .map_err(|e| format!("{}: {e}", path.display()))

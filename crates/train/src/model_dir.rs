@@ -136,6 +136,14 @@ impl InfoHead {
     }
 }
 
+/// What names the temporary file of [`write_atomic`]: `.NAME.tmp-PID`.
+const TEMP_MARK: &str = ".tmp-";
+
+/// Whether `name` is a temporary file [`write_atomic`] leaves behind when the run is killed.
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TEMP_MARK)
+}
+
 /// Writes `path` atomically: `write` fills a temporary file in the same folder, which is flushed
 /// to disk and renamed over `path`.
 pub(crate) fn write_atomic(
@@ -147,7 +155,7 @@ pub(crate) fn write_atomic(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = dir.join(format!(".{name}{TEMP_MARK}{}", std::process::id()));
     let result = write(&tmp).and_then(|()| {
         let io = |e| TrainError::io(&tmp, e);
         File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;

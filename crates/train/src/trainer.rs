@@ -300,8 +300,9 @@ struct Ready {
 /// A new run writes `history.csv`, `model.json` and the weights into `out`: only a folder that
 /// does not exist yet or is empty is taken, so that no file of another run or of the user is
 /// replaced (a user's `history.csv` was). A file browser's litter and the temporary file of a
-/// run killed while writing (`.NAME.tmp-PID`, see `model_dir::write_atomic`) do not count.
-fn check_output_is_free(out: &Path) -> Result<(), TrainError> {
+/// run killed while writing do not count.
+fn check_output_is_free(files: &ModelDir) -> Result<(), TrainError> {
+    let out = &files.dir;
     let names = match gc_core::folder::entries(out) {
         Ok(names) => names.unwrap_or_default(),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
@@ -309,11 +310,13 @@ fn check_output_is_free(out: &Path) -> Result<(), TrainError> {
         }
         Err(e) => return Err(TrainError::io(out, e)),
     };
-    let ours = |n: &str| n.starts_with('.') && n.contains(".tmp-");
-    let Some(holds) = names.into_iter().find(|n| !ours(n)) else {
+    let Some(holds) = names
+        .into_iter()
+        .find(|n| !crate::model_dir::is_temp_name(n))
+    else {
         return Ok(());
     };
-    let advice = if ModelDir::new(out).checkpoint().is_file() {
+    let advice = if files.checkpoint().is_file() {
         "pass --resume to continue the run there, or choose another output folder"
     } else {
         "choose another output folder"
@@ -351,7 +354,7 @@ fn preflight(
         same_run(&checkpoint.state, config, &data.info)?;
         Some(checkpoint)
     } else {
-        check_output_is_free(out)?;
+        check_output_is_free(&files)?;
         if let Some(init) = &config.init
             && !init.is_file()
         {

@@ -125,13 +125,11 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
         .flat_map(|m| m.evaluation.failures.iter().map(|f| f.id.clone()))
         .filter_map(|id| thumbnail_data_uri(Path::new(&id), 128).map(|uri| (id, uri)))
         .collect();
-    write_atomic(&c.out.join("report.json"), report.to_json().as_bytes())?;
-    write_atomic(&c.out.join("report.md"), report.to_markdown().as_bytes())?;
-    write_atomic(
-        &c.out.join("report.html"),
-        report.to_html(&thumbs).as_bytes(),
-    )?;
-    println!("{}", c.out.join("report.html").display());
+    let [json, md, html] = REPORT_FILES.map(|name| c.out.join(name));
+    write_atomic(&json, report.to_json().as_bytes())?;
+    write_atomic(&md, report.to_markdown().as_bytes())?;
+    write_atomic(&html, report.to_html(&thumbs).as_bytes())?;
+    println!("{}", html.display());
     Ok(if report.skipped.is_empty() {
         Status::Success
     } else {
