@@ -98,6 +98,26 @@ pub fn path_text(name: &std::ffi::OsStr) -> String {
     name.to_string_lossy().into_owned()
 }
 
+/// [`path_text`] for a line of text output: control characters written `\xNN` (`\u{NN}` above
+/// ASCII) too. A newline in a file name would otherwise split a result over two lines, and an
+/// escape sequence would reach the terminal. JSON output escapes them by itself and keeps
+/// [`path_text`].
+pub fn path_shown(name: &std::ffi::OsStr) -> String {
+    let text = path_text(name);
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub use gc_dataset::source::skip_link_loop;
 
 /// Why a folder walk could not use an entry, in the words `decode` uses for a file given alone.
@@ -160,6 +180,24 @@ fn push_path(arg: &Path, recursive: bool, out: &mut Vec<Input>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_names_keep_to_one_line_and_out_of_the_terminal() {
+        use std::ffi::OsStr;
+        assert_eq!(path_shown(OsStr::new("photo é.jpg")), "photo é.jpg");
+        assert_eq!(
+            path_shown(OsStr::new("a\nb\tc\u{1b}[31m\u{7f}\u{85}.jpg")),
+            "a\\x0ab\\x09c\\x1b[31m\\x7f\\u{85}.jpg"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            assert_eq!(
+                path_shown(OsStr::from_bytes(b"x\xff\n.jpg")),
+                "x\\xff\\x0a.jpg"
+            );
+        }
+    }
 
     #[test]
     fn folders_need_recursive_and_stdin_lists_paths() {

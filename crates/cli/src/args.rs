@@ -1,5 +1,6 @@
 //! The command line, as clap derive types. Only parsing lives here; `commands/` does the work.
 
+use clap::builder::TypedValueParser;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -227,6 +228,15 @@ pub struct ModelArgs {
     pub preset: Option<String>,
 }
 
+impl FaceArgs {
+    /// The detector asked for, an empty value being none.
+    pub fn detector(&self) -> Option<&std::path::Path> {
+        self.detector
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+    }
+}
+
 /// How faces are found in photos.
 #[derive(Debug, Args)]
 pub struct FaceArgs {
@@ -234,7 +244,11 @@ pub struct FaceArgs {
     /// YuNet (`yunet-n-dynamic.onnx`), recognised from the file name or named with
     /// --detector-kind; or a folder holding them under those names, from which UltraFace RFB-320
     /// is taken unless --detector-kind says otherwise. With it, photos are classified face by face.
-    #[arg(long, env = "GC_DETECTOR", value_name = "ONNX|DIR")]
+    /// An empty value (`GC_DETECTOR=`) means none.
+    // clap's path parser refuses an empty value, which made an exported but empty GC_DETECTOR
+    // an error ("a value is required") instead of the unset variable it stands for in a shell.
+    #[arg(long, env = "GC_DETECTOR", value_name = "ONNX|DIR",
+          value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     pub detector: Option<PathBuf>,
 
     /// The detector's family when its file name does not say: ultraface, ultraface-slim, yunet.

@@ -41,6 +41,19 @@ fn predict_prints_every_class_highest_first_in_input_order() {
             "label and first class differ: {line}"
         );
     }
+
+    // A newline in a name is written `\x0a`, so one result stays one line, and an escape
+    // character never reaches the terminal, on stdout or in an error.
+    let odd = dir.path().join("two\nlines.jpg");
+    std::fs::copy(&faces[0], &odd).unwrap();
+    let gone = dir.path().join("gone\u{1b}[2J.jpg");
+    let (code, stdout, stderr) = run(bin().arg("--model").arg(dlib_model()).arg(&odd).arg(&gone));
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let want = format!("{}/two\\x0alines.jpg  ", dir.path().display());
+    assert!(stdout.starts_with(&want), "{stdout}");
+    assert!(stderr.contains("gone\\x1b[2J.jpg: error"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
 }
 
 #[test]
@@ -545,6 +558,16 @@ fn photos_are_classified_face_by_face_with_a_detector() {
     assert_eq!(code, 0);
     assert!(stdout.contains("no face found"), "{stdout}");
 
+    // GC_DETECTOR names the detector; exported but empty, it means none (it was refused as
+    // "a value is required").
+    let (code, stdout, stderr) = run(bin().env("GC_DETECTOR", &detector).arg(&group));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.matches(" of 6 at ").count(), 6, "{stdout}");
+    let (code, stdout, stderr) = run(bin().env("GC_DETECTOR", "").arg(&group));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "the photo whole: {stdout}");
+    assert!(!stdout.contains(" face "), "{stdout}");
+
     // Without a detector, --detect always is refused with a reason.
     let (code, _, stderr) = run(bin().args(["--detect", "always"]).arg(&group));
     assert_eq!(code, 2);
@@ -618,6 +641,23 @@ fn train_tiny(data: &Path, out: &Path, extra: &[&str]) -> (i32, String, String) 
         .arg(out)
         .args(["--epochs", "1", "--batch-size", "8", "--workers", "1"])
         .args(extra))
+}
+
+#[test]
+fn train_refuses_a_thread_count_no_machine_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(bin()
+        .args(["train", "--data"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .args(["--workers", "100000"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--workers") && stderr.contains("100000") && stderr.contains("1024"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists());
 }
 
 #[test]

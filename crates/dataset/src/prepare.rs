@@ -148,6 +148,13 @@ pub fn prepare(
     let mut by_name: HashMap<String, usize> = HashMap::new();
     source.for_each(|entry| {
         progress.inc();
+        if let Some(reason) = entry.unusable {
+            rejected.push(RejectedRow {
+                source: entry.inner_path,
+                reason,
+            });
+            return Ok(());
+        }
         let parsed = parse_utkface_name(&entry.name);
         let keep = if parsed.is_ok() {
             limits.max_file_bytes()

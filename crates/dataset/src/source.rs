@@ -26,6 +26,9 @@ pub struct Entry<'a> {
     /// The file on disk, for folder sources (hard links need it).
     pub disk_path: Option<PathBuf>,
     pub reader: &'a mut dyn Read,
+    /// Why an archive entry cannot be taken (a link, or a path climbing out with `..`); its
+    /// reader is then empty. Such an entry is reported, not passed over in silence.
+    pub unusable: Option<String>,
 }
 
 impl Source {
@@ -102,6 +105,7 @@ impl Source {
                         inner_path: inner,
                         disk_path: Some(item.path().to_path_buf()),
                         reader: &mut file,
+                        unusable: None,
                     })?;
                 }
                 Ok(())
@@ -119,18 +123,33 @@ impl Source {
                     .map_err(|e| PrepareError::archive(path, e))?;
                 for entry in entries {
                     let mut entry = entry.map_err(|e| PrepareError::archive(path, e))?;
-                    if !entry.header().entry_type().is_file() {
+                    let kind = entry.header().entry_type();
+                    let link = if kind.is_symlink() {
+                        "a symbolic link"
+                    } else if kind.is_hard_link() {
+                        "a hard link"
+                    } else if kind.is_file() {
+                        ""
+                    } else {
                         continue;
-                    }
+                    };
                     let inner = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
                     if is_litter(&inner) {
                         continue;
                     }
+                    let unusable = archive_problem(&inner, link);
+                    let mut nothing = std::io::empty();
+                    let reader: &mut dyn Read = if unusable.is_some() {
+                        &mut nothing
+                    } else {
+                        &mut entry
+                    };
                     f(Entry {
                         name: base_name(&inner).to_string(),
                         inner_path: inner,
                         disk_path: None,
-                        reader: &mut entry,
+                        reader,
+                        unusable,
                     })?;
                 }
                 Ok(())
@@ -143,9 +162,13 @@ impl Source {
                     let mut entry = archive
                         .by_index(i)
                         .map_err(|e| PrepareError::archive(path, e))?;
-                    if !entry.is_file() {
+                    let link = if entry.is_symlink() {
+                        "a symbolic link"
+                    } else if entry.is_file() {
+                        ""
+                    } else {
                         continue;
-                    }
+                    };
                     let inner = entry
                         .name()
                         .map_err(|e| PrepareError::archive(path, e))?
@@ -153,11 +176,19 @@ impl Source {
                     if is_litter(&inner) {
                         continue;
                     }
+                    let unusable = archive_problem(&inner, link);
+                    let mut nothing = std::io::empty();
+                    let reader: &mut dyn Read = if unusable.is_some() {
+                        &mut nothing
+                    } else {
+                        &mut entry
+                    };
                     f(Entry {
                         name: base_name(&inner).to_string(),
                         inner_path: inner,
                         disk_path: None,
-                        reader: &mut entry,
+                        reader,
+                        unusable,
                     })?;
                 }
                 Ok(())
@@ -185,10 +216,25 @@ fn base_name(inner: &str) -> &str {
     inner.rsplit('/').next().unwrap_or(inner)
 }
 
+/// Hidden files and folders, and macOS's resource forks. `.` and `..` are path steps, not hidden
+/// names: `tar -czf x.tar.gz .` writes every entry under `./`.
 fn is_litter(inner: &str) -> bool {
     inner
         .split('/')
-        .any(|part| part.starts_with('.') || part == "__MACOSX")
+        .any(|part| (part.starts_with('.') && part != "." && part != "..") || part == "__MACOSX")
+}
+
+/// Why an archive entry is not taken: a link (its target is another entry, or a file outside the
+/// archive, which is never read), or a path with a `..` step (which would name a place outside the
+/// archive's folder; nothing is unpacked by path, but such an archive is not as published).
+fn archive_problem(inner: &str, link: &str) -> Option<String> {
+    if !link.is_empty() {
+        return Some(format!("{link} in the archive; links are not followed"));
+    }
+    inner
+        .split('/')
+        .any(|part| part == "..")
+        .then(|| "a path with a '..' step, outside the archive's folder".to_string())
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -211,7 +257,89 @@ mod tests {
         assert!(is_litter("__MACOSX/UTKFace/._1_0_0_1.jpg"));
         assert!(is_litter("UTKFace/.DS_Store"));
         assert!(!is_litter("UTKFace/1_0_0_1.jpg.chip.jpg"));
+        assert!(!is_litter("./UTKFace/1_0_0_1.jpg.chip.jpg"));
+        assert!(!is_litter("../1_0_0_1.jpg.chip.jpg"));
         assert_eq!(base_name("UTKFace/a.jpg"), "a.jpg");
         assert_eq!(base_name("a.jpg"), "a.jpg");
+    }
+
+    /// What `for_each` hands over from an archive: (path inside, first bytes, why unusable).
+    fn visit(source: &Source) -> Vec<(String, Vec<u8>, Option<String>)> {
+        let mut seen = Vec::new();
+        source
+            .for_each(|e| {
+                let mut bytes = Vec::new();
+                e.reader.read_to_end(&mut bytes).unwrap();
+                seen.push((e.inner_path, bytes, e.unusable));
+                Ok(())
+            })
+            .unwrap();
+        seen
+    }
+
+    #[test]
+    fn archive_links_and_climbing_paths_are_reported_and_dot_paths_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar_path = dir.path().join("faces.tar");
+        {
+            let mut b = tar::Builder::new(File::create(&tar_path).unwrap());
+            // `Header::set_path` drops `./` and refuses `..`; archives hold them in the raw
+            // name bytes (`tar -cf faces.tar .` names every entry under `./`).
+            let file = |path: &str| {
+                let mut h = tar::Header::new_gnu();
+                let name = &mut h.as_old_mut().name;
+                name.fill(0);
+                name[..path.len()].copy_from_slice(path.as_bytes());
+                h.set_size(3);
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_cksum();
+                h
+            };
+            b.append(&file("./UTKFace/1_0_0_1.jpg.chip.jpg"), &b"abc"[..])
+                .unwrap();
+            let mut link = tar::Header::new_gnu();
+            link.set_path("UTKFace/2_0_0_1.jpg.chip.jpg").unwrap();
+            link.set_link_name("/etc/passwd").unwrap();
+            link.set_size(0);
+            link.set_entry_type(tar::EntryType::Symlink);
+            link.set_cksum();
+            b.append(&link, std::io::empty()).unwrap();
+            b.append(&file("../3_0_0_1.jpg.chip.jpg"), &b"xyz"[..])
+                .unwrap();
+            b.finish().unwrap();
+        }
+        let seen = visit(&Source::open(&tar_path).unwrap());
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[0].0, "./UTKFace/1_0_0_1.jpg.chip.jpg");
+        assert_eq!((seen[0].1.as_slice(), &seen[0].2), (&b"abc"[..], &None));
+        assert!(
+            seen[1].2.as_deref().unwrap().contains("symbolic link"),
+            "{seen:?}"
+        );
+        assert_eq!(seen[2].0, "../3_0_0_1.jpg.chip.jpg");
+        assert!(seen[2].2.as_deref().unwrap().contains("'..'"), "{seen:?}");
+        assert!(
+            seen[2].1.is_empty(),
+            "an unusable entry's bytes are not handed over"
+        );
+
+        let zip_path = dir.path().join("faces.zip");
+        {
+            let mut z = zip::ZipWriter::new(File::create(&zip_path).unwrap());
+            let opts = zip::write::SimpleFileOptions::default();
+            z.start_file("UTKFace/1_0_0_1.jpg.chip.jpg", opts).unwrap();
+            std::io::Write::write_all(&mut z, b"abc").unwrap();
+            z.add_symlink("UTKFace/2_0_0_1.jpg.chip.jpg", "/etc/passwd", opts)
+                .unwrap();
+            z.finish().unwrap();
+        }
+        let seen = visit(&Source::open(&zip_path).unwrap());
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0].2, None);
+        assert!(
+            seen[1].2.as_deref().unwrap().contains("symbolic link"),
+            "{seen:?}"
+        );
+        assert!(seen[1].1.is_empty());
     }
 }

@@ -365,12 +365,31 @@ fn folder_source_with_links_zip_source_and_bad_names() {
         .unwrap();
         zip.write_all(bytes).unwrap();
     }
+    // A link inside an archive is never followed: a row in rejected.csv says so (it was passed
+    // over in silence).
+    let link_entry = "UTKFace/34_1_0_20170101000000000.jpg.chip.jpg";
+    zip.add_symlink(
+        link_entry,
+        "/etc/passwd",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
     zip.finish().unwrap();
     let from_zip = prepare(
         &PrepareOptions::new(&zip_path, dir.path().join("zipped")),
         &NoProgress,
     )
     .unwrap();
+    let link_rows: Vec<_> = from_zip
+        .rejected
+        .iter()
+        .filter(|r| r.source == link_entry)
+        .collect();
+    assert_eq!(link_rows.len(), 1, "{:?}", from_zip.rejected);
+    assert!(
+        link_rows[0].reason.contains("symbolic link"),
+        "{link_rows:?}"
+    );
     let key = |rows: &[ManifestRow]| -> BTreeSet<(String, Split)> {
         rows.iter()
             .map(|r| (file_name(&r.path).to_string(), r.split))

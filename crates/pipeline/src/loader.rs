@@ -292,9 +292,16 @@ impl Pipeline {
         self.shared.samples.is_empty()
     }
 
-    /// Batches in an epoch when no image is skipped.
+    /// Batches in an epoch, the images skipped so far left out: exact after [`Pipeline::load_all`]
+    /// or a first epoch, and counting every image before.
     pub fn batches_per_epoch(&self) -> usize {
-        let (n, b) = (self.len(), self.shared.config.batch_size);
+        let skipped = self
+            .shared
+            .failed
+            .iter()
+            .filter(|f| f.load(Ordering::Relaxed))
+            .count();
+        let (n, b) = (self.len() - skipped, self.shared.config.batch_size);
         if self.shared.config.drop_remainder {
             n / b
         } else {
@@ -305,6 +312,24 @@ impl Pipeline {
     /// The order in which epoch `epoch` visits the samples (indices into the sample list).
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         self.shared.order(epoch)
+    }
+
+    /// Decodes every image once, in parallel, so that those that cannot be used are known (and
+    /// skipped) before the first epoch: a learning-rate schedule is sized by the batches an epoch
+    /// will really have. With a cache this is the first epoch's decoding done early; without
+    /// one it is an extra pass. Returns the number of usable images.
+    pub fn load_all(&self) -> usize {
+        let shared = &self.shared;
+        let usable = shared.pool.install(|| {
+            (0..shared.samples.len())
+                .into_par_iter()
+                .filter(|&i| !shared.failed[i].load(Ordering::Relaxed) && shared.load(i).is_some())
+                .count()
+        });
+        if let Some(disk) = &shared.disk {
+            disk.finish_if_complete();
+        }
+        usable
     }
 
     /// The images skipped so far, in the order they were found.

@@ -488,6 +488,19 @@ fn unreadable_files_are_skipped_reported_once_and_batches_stay_full() {
                 .all(|&i| !folder.samples[i].path.to_string_lossy().contains("bad"))
         );
     }
+    assert_eq!(
+        p.batches_per_epoch(),
+        3,
+        "the bad files are known after an epoch"
+    );
+    // Before any decoding every file counts; the pass that finds the bad ones first makes the
+    // count what an epoch yields (a learning-rate schedule is sized by it).
+    let q = Pipeline::new(folder.samples.clone(), config()).unwrap();
+    assert_eq!(q.batches_per_epoch(), 4);
+    assert_eq!(q.load_all(), 10);
+    assert_eq!(q.batches_per_epoch(), 3);
+    assert_eq!(collect(&q, 0).len(), 3);
+    assert_eq!(q.skipped().len(), 4);
     let skipped = p.skipped();
     assert_eq!(skipped.len(), 4, "each bad file reported once: {skipped:?}");
     let reason = |name: &str| {

@@ -578,6 +578,14 @@ impl Run<'_> {
         device: &Device,
     ) -> Result<TrainReport, TrainError> {
         let config = self.config;
+        // The schedule is sized by the batches an epoch will have: the images that cannot be
+        // decoded are found first (in the memory cache, the first epoch's decoding done early).
+        let usable = self.train.load_all();
+        if usable == 0 {
+            return Err(TrainError::Data(
+                "no training image could be decoded".into(),
+            ));
+        }
         let steps = self.train.batches_per_epoch();
         let mut optimizer = AdamWConfig::new()
             .with_weight_decay(config.weight_decay as f32)
@@ -618,7 +626,7 @@ impl Run<'_> {
 
             // Training pass.
             self.progress
-                .pass_start(Phase::Train, epoch, config.epochs, steps, self.train.len());
+                .pass_start(Phase::Train, epoch, config.epochs, steps, usable);
             let mut tally = Tally::default();
             let mut lr = 0.0;
             for batch in self.train.epoch(epoch as u64) {

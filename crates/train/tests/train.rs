@@ -321,6 +321,51 @@ fn the_same_seed_gives_the_same_weights() {
     assert_ne!(a, weights(&dir), "another seed gave the same weights");
 }
 
+/// A folder of class folders made by hand can hold files that do not decode. The learning-rate
+/// schedule is sized by the batches an epoch really has, so a run with a batch's worth of broken
+/// files ends its cosine where the same run without them does (sized by every file, it ended
+/// above it, a fifth of the way up here).
+#[test]
+fn unreadable_training_images_do_not_stretch_the_schedule() {
+    let _lock = one_run_at_a_time();
+    let out = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        lr: 1e-2,
+        ..tiny(2)
+    };
+    let clean = data(64, 16);
+    let mut with_broken: Vec<Sample> = clean.train.clone();
+    for i in 0..32 {
+        let path = out.path().join(format!("broken-{i}.jpg"));
+        std::fs::write(&path, b"not a JPEG at all").unwrap();
+        with_broken.push(Sample { path, label: i % 2 });
+    }
+    let classes: Vec<String> = Gender::ALL.iter().map(|g| g.name().to_string()).collect();
+    let broken = TrainData::new(
+        &faces().root,
+        ImageFolder::from_samples(classes.clone(), with_broken).unwrap(),
+        ImageFolder::from_samples(classes, clean.val.clone()).unwrap(),
+    )
+    .unwrap();
+    let last_lr = |d: &TrainData, name: &str| {
+        let report = train(
+            &config,
+            d,
+            &out.path().join(name),
+            &options(2),
+            &gc_train::NoProgress,
+        )
+        .unwrap();
+        report.history.last().unwrap().lr
+    };
+    let (a, b) = (last_lr(&clean, "clean"), last_lr(&broken, "broken"));
+    assert!(a < 0.05 * config.lr, "the cosine did not end near 0: {a}");
+    assert!(
+        (a - b).abs() <= 1e-9 * config.lr,
+        "last learning rate {b} with 32 broken files, {a} without"
+    );
+}
+
 #[test]
 fn an_interrupted_run_resumes_to_the_same_weights() {
     let _lock = one_run_at_a_time();

@@ -65,7 +65,7 @@ fn load_faces(args: &FaceArgs) -> anyhow::Result<(Option<Detector>, DetectMode)>
         Detect::Always => DetectMode::Always,
         Detect::Never => DetectMode::Never,
     };
-    let detector = match (&args.detector, args.detect) {
+    let detector = match (args.detector(), args.detect) {
         (Some(path), Detect::Auto | Detect::Always) => {
             Some(load_detector(path, args.detector_kind.as_deref())?)
         }

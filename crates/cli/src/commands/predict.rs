@@ -97,7 +97,12 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
 }
 
 fn print_photo(out: &mut impl Write, o: &PhotoOutcome, json: bool) -> std::io::Result<()> {
-    let path = gc_classify::inputs::path_text(o.path.as_os_str());
+    // JSON escapes control characters itself; a text line gets them written out.
+    let path = if json {
+        gc_classify::inputs::path_text(o.path.as_os_str())
+    } else {
+        gc_classify::inputs::path_shown(o.path.as_os_str())
+    };
     match (&o.result, json) {
         (Ok(Verdict::Whole(p)), false) => writeln!(out, "{}", text_line(&path, p)),
         (Ok(Verdict::Whole(p)), true) => writeln!(out, "{}", json_line(&path, p)),
@@ -120,7 +125,8 @@ fn print_photo(out: &mut impl Write, o: &PhotoOutcome, json: bool) -> std::io::R
             writeln!(out, "{}", json::with_path(&path, json::verdict(v)))
         }
         (Err(reason), json) => {
-            eprintln!("{path}: error: {reason}");
+            let shown = gc_classify::inputs::path_shown(o.path.as_os_str());
+            eprintln!("{shown}: error: {reason}");
             if json {
                 let v = serde_json::json!({ "path": path, "error": reason });
                 writeln!(out, "{v}")?;
@@ -131,12 +137,18 @@ fn print_photo(out: &mut impl Write, o: &PhotoOutcome, json: bool) -> std::io::R
 }
 
 fn print_outcome(out: &mut impl Write, o: &Outcome, json: bool) -> std::io::Result<()> {
-    let path = gc_classify::inputs::path_text(o.path.as_os_str());
+    // JSON escapes control characters itself; a text line gets them written out.
+    let path = if json {
+        gc_classify::inputs::path_text(o.path.as_os_str())
+    } else {
+        gc_classify::inputs::path_shown(o.path.as_os_str())
+    };
     match (&o.result, json) {
         (Ok(p), false) => writeln!(out, "{}", text_line(&path, p)),
         (Ok(p), true) => writeln!(out, "{}", json_line(&path, p)),
         (Err(reason), json) => {
-            eprintln!("{path}: error: {reason}");
+            let shown = gc_classify::inputs::path_shown(o.path.as_os_str());
+            eprintln!("{shown}: error: {reason}");
             if json {
                 let v = serde_json::json!({ "path": path, "error": reason });
                 writeln!(out, "{v}")?;

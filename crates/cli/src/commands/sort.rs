@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 
 pub fn run(args: SortArgs) -> anyhow::Result<Status> {
     super::check_min_confidence(args.min_confidence)?;
-    if args.faces.detector.is_none() && args.faces.detect != Detect::Never {
+    if args.faces.detector().is_none() && args.faces.detect != Detect::Never {
         bail!(
             "sort needs a face detector to find the people in photos: pass --detector FILE.onnx \
              (or --detect never to classify each image whole, for folders of face crops)"
@@ -25,8 +25,7 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
         model: model.name().to_string(),
         detector: args
             .faces
-            .detector
-            .as_ref()
+            .detector()
             .filter(|_| detector.is_some())
             .and_then(|p| p.file_name())
             .map(|n| n.to_string_lossy().into_owned()),
@@ -62,7 +61,8 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
     let summary = sort.run(model.as_ref(), detector.as_ref(), mode, batch, |row| {
         if !row.error.is_empty() {
             failed += 1;
-            bar.suspend(|| eprintln!("{}: error: {}", row.photo, row.error));
+            let shown = gc_classify::inputs::path_shown(std::ffi::OsStr::new(&row.photo));
+            bar.suspend(|| eprintln!("{shown}: error: {}", row.error));
         }
         bar.inc(1);
         ControlFlow::Continue(())

@@ -67,8 +67,9 @@ pub struct TrainArgs {
     pub device: TrainDevice,
 
     /// Threads for computing and for decoding images; 0 means one per core. Results depend on
-    /// the seed and on this number.
-    #[arg(long, default_value_t = 0)]
+    /// the seed and on this number (at most 1024).
+    #[arg(long, default_value_t = 0,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024))]
     pub workers: usize,
 
     /// Continue the run checkpointed in --out (same data and settings).

@@ -7,8 +7,11 @@ use std::process::{Command, Output};
 
 pub use gc_testdata::shared;
 
+/// The binary, without a `GC_DETECTOR` the caller's shell may have exported.
 pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gender-classifier"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gender-classifier"));
+    cmd.env_remove("GC_DETECTOR");
+    cmd
 }
 
 /// A small, fast ONNX gender model (dlib/Cydral, CC0), chosen by its preset from the file name.
