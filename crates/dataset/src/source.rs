@@ -125,32 +125,16 @@ impl Source {
                     let mut entry = entry.map_err(|e| PrepareError::archive(path, e))?;
                     let kind = entry.header().entry_type();
                     let link = if kind.is_symlink() {
-                        "a symbolic link"
+                        Some("a symbolic link")
                     } else if kind.is_hard_link() {
-                        "a hard link"
+                        Some("a hard link")
                     } else if kind.is_file() {
-                        ""
+                        None
                     } else {
                         continue;
                     };
                     let inner = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-                    if is_litter(&inner) {
-                        continue;
-                    }
-                    let unusable = archive_problem(&inner, link);
-                    let mut nothing = std::io::empty();
-                    let reader: &mut dyn Read = if unusable.is_some() {
-                        &mut nothing
-                    } else {
-                        &mut entry
-                    };
-                    f(Entry {
-                        name: base_name(&inner).to_string(),
-                        inner_path: inner,
-                        disk_path: None,
-                        reader,
-                        unusable,
-                    })?;
+                    archive_entry(inner, link, &mut entry, &mut f)?;
                 }
                 Ok(())
             }
@@ -163,9 +147,9 @@ impl Source {
                         .by_index(i)
                         .map_err(|e| PrepareError::archive(path, e))?;
                     let link = if entry.is_symlink() {
-                        "a symbolic link"
+                        Some("a symbolic link")
                     } else if entry.is_file() {
-                        ""
+                        None
                     } else {
                         continue;
                     };
@@ -173,23 +157,7 @@ impl Source {
                         .name()
                         .map_err(|e| PrepareError::archive(path, e))?
                         .into_owned();
-                    if is_litter(&inner) {
-                        continue;
-                    }
-                    let unusable = archive_problem(&inner, link);
-                    let mut nothing = std::io::empty();
-                    let reader: &mut dyn Read = if unusable.is_some() {
-                        &mut nothing
-                    } else {
-                        &mut entry
-                    };
-                    f(Entry {
-                        name: base_name(&inner).to_string(),
-                        inner_path: inner,
-                        disk_path: None,
-                        reader,
-                        unusable,
-                    })?;
+                    archive_entry(inner, link, &mut entry, &mut f)?;
                 }
                 Ok(())
             }
@@ -224,17 +192,38 @@ fn is_litter(inner: &str) -> bool {
         .any(|part| (part.starts_with('.') && part != "." && part != "..") || part == "__MACOSX")
 }
 
-/// Why an archive entry is not taken: a link (its target is another entry, or a file outside the
-/// archive, which is never read), or a path with a `..` step (which would name a place outside the
-/// archive's folder; nothing is unpacked by path, but such an archive is not as published).
-fn archive_problem(inner: &str, link: &str) -> Option<String> {
-    if !link.is_empty() {
-        return Some(format!("{link} in the archive; links are not followed"));
+/// Hands an archive entry to `f`, litter aside. A link (whose target is another entry, or a file
+/// outside the archive, which is never read) or a path with a `..` step (a place outside the
+/// archive's folder; nothing is unpacked by path, but such an archive is not as published) is
+/// handed over as unusable, with nothing to read.
+fn archive_entry(
+    inner: String,
+    link: Option<&str>,
+    reader: &mut dyn Read,
+    f: &mut impl FnMut(Entry<'_>) -> Result<(), PrepareError>,
+) -> Result<(), PrepareError> {
+    if is_litter(&inner) {
+        return Ok(());
     }
-    inner
-        .split('/')
-        .any(|part| part == "..")
-        .then(|| "a path with a '..' step, outside the archive's folder".to_string())
+    let unusable = match link {
+        Some(link) => Some(format!("{link} in the archive; links are not followed")),
+        None => inner
+            .split('/')
+            .any(|part| part == "..")
+            .then(|| "a path with a '..' step, outside the archive's folder".to_string()),
+    };
+    let mut nothing = std::io::empty();
+    f(Entry {
+        name: base_name(&inner).to_string(),
+        reader: if unusable.is_some() {
+            &mut nothing
+        } else {
+            reader
+        },
+        inner_path: inner,
+        disk_path: None,
+        unusable,
+    })
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
