@@ -57,8 +57,10 @@ pub fn read_labelled(dir: &Path, split: &str) -> Result<Vec<LabelledImage>, Labe
         path: path.to_path_buf(),
         reason,
     };
+    gc_dataset::unfinished_prepare(dir).map_err(|reason| unreadable(dir, reason))?;
     let scope = Scope::of(dir, split);
-    let images: Vec<LabelledImage> = if scope == Scope::Manifest {
+    let from_manifest = scope == Scope::Manifest;
+    let images: Vec<LabelledImage> = if from_manifest {
         let split: gc_dataset::Split = split.parse().map_err(|e: String| unreadable(dir, e))?;
         gc_dataset::read_manifest(dir)
             .map_err(|e| unreadable(dir, e.to_string()))?
@@ -115,6 +117,12 @@ pub fn read_labelled(dir: &Path, split: &str) -> Result<Vec<LabelledImage>, Labe
         out
     };
     if images.is_empty() {
+        if from_manifest {
+            return Err(unreadable(
+                dir,
+                format!("manifest.csv lists no {split} images (prepared with --split 1,0,0?)"),
+            ));
+        }
         return Err(LabelledError::Empty(dir.to_path_buf()));
     }
     Ok(images)

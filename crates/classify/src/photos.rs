@@ -72,6 +72,20 @@ pub fn classify_photos(
     mode: DetectMode,
     inputs: &[Input],
     batch: usize,
+    emit: impl FnMut(PhotoOutcome),
+) {
+    classify_photos_until(model, detector, mode, inputs, batch, &|| false, emit);
+}
+
+/// [`classify_photos`] that stops once `halted` says so: the batch in hand is finished and
+/// emitted, and no other is started (a sort stopped by Ctrl-C places what it has classified).
+pub fn classify_photos_until(
+    model: &dyn Classifier,
+    detector: Option<&Detector>,
+    mode: DetectMode,
+    inputs: &[Input],
+    batch: usize,
+    halted: &(dyn Fn() -> bool + Sync),
     mut emit: impl FnMut(PhotoOutcome),
 ) {
     crate::run::overlapped(
@@ -79,6 +93,7 @@ pub fn classify_photos(
         batch,
         |chunk| prepare_chunk(detector, mode, chunk),
         |prepared| classify_prepared(model, prepared),
+        halted,
         &mut emit,
     );
 }

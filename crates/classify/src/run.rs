@@ -67,27 +67,35 @@ pub fn classify_inputs(
         batch,
         decode_chunk,
         |decoded| classify_decoded(model, decoded),
+        &|| false,
         &mut emit,
     );
 }
 
 /// Splits `inputs` into chunks of `batch`, runs `prepare` on the next chunk (decoding, on rayon's
 /// threads) while `consume` runs the current one through the model, and emits the results in
-/// input order.
+/// input order. Once `halted` says so, the batch in hand is emitted and nothing more is started.
 pub(crate) fn overlapped<P: Send, O: Send>(
     inputs: &[Input],
     batch: usize,
     prepare: impl Fn(&[Input]) -> P + Sync,
     consume: impl Fn(P) -> Vec<O> + Sync,
+    halted: &(dyn Fn() -> bool + Sync),
     mut emit: impl FnMut(O),
 ) {
     let mut chunks = inputs.chunks(batch.max(1));
-    let mut current = chunks.next().map(&prepare);
+    let mut current = chunks.next().filter(|_| !halted()).map(&prepare);
     while let Some(prepared) = current {
         let next = chunks.next();
-        let (results, next_prepared) = rayon::join(|| consume(prepared), || next.map(&prepare));
+        let (results, next_prepared) = rayon::join(
+            || consume(prepared),
+            || next.filter(|_| !halted()).map(&prepare),
+        );
         for o in results {
             emit(o);
+        }
+        if halted() {
+            return;
         }
         current = next_prepared;
     }

@@ -7,9 +7,18 @@ use std::path::PathBuf;
 
 /// Makes `gender-classifier photo.jpg` mean `gender-classifier predict photo.jpg`: when the first
 /// argument names no subcommand (and is not --help/--version), `predict` is put in front of it.
+/// The global `-v`/`--verbose` may come first (`gender-classifier -v eval ...`): the word looked
+/// at is the first after them.
 pub fn with_default_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut args: Vec<OsString> = args.into_iter().collect();
-    let Some(first) = args.get(1).and_then(|a| a.to_str()) else {
+    let is_verbose = |a: &OsString| {
+        a.to_str().is_some_and(|a| {
+            a == "--verbose"
+                || (a.len() > 1 && a.starts_with('-') && a[1..].bytes().all(|b| b == b'v'))
+        })
+    };
+    let at = 1 + args.iter().skip(1).take_while(|a| is_verbose(a)).count();
+    let Some(first) = args.get(at).and_then(|a| a.to_str()) else {
         return args;
     };
     let cmd = Cli::command();
@@ -18,7 +27,7 @@ pub fn with_default_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<
         .any(|s| s.get_name() == first || s.get_all_aliases().any(|a| a == first))
         || matches!(first, "help" | "-h" | "--help" | "-V" | "--version");
     if !known {
-        args.insert(1, OsString::from("predict"));
+        args.insert(at, OsString::from("predict"));
     }
     args
 }
@@ -313,6 +322,10 @@ pub struct ServeArgs {
     /// Requests allowed to wait for a turn; beyond them the answer is 503.
     #[arg(long, default_value_t = 32)]
     pub max_waiting: usize,
+
+    /// Seconds allowed to receive a request's body; a slower upload gets 408 and frees its place.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub body_timeout_secs: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -343,6 +356,16 @@ mod tests {
         assert_eq!(words(&["gc", "prepare", "x"]), ["gc", "prepare", "x"]);
         assert_eq!(words(&["gc", "--help"]), ["gc", "--help"]);
         assert_eq!(words(&["gc"]), ["gc"]);
+        // The global -v may come before the subcommand, or before the paths.
+        assert_eq!(words(&["gc", "-v", "eval", "x"]), ["gc", "-v", "eval", "x"]);
+        assert_eq!(
+            words(&["gc", "-vv", "--verbose", "a.jpg"]),
+            ["gc", "-vv", "--verbose", "predict", "a.jpg"]
+        );
+        assert_eq!(words(&["gc", "-v", "--help"]), ["gc", "-v", "--help"]);
+        assert_eq!(words(&["gc", "-v"]), ["gc", "-v"]);
+        let cli = Cli::try_parse_from(words(&["gc", "-v", "eval", "--data", "d", "--out", "o"]));
+        assert!(matches!(cli.unwrap().command, Command::Eval(_)));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 
 mod args;
 mod commands;
+mod out;
 mod progress;
 
+use crate::out::errln;
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -27,7 +29,7 @@ fn main() -> ExitCode {
         Ok(Status::SomeFailed) => ExitCode::from(1),
         Ok(Status::Interrupted) => ExitCode::from(130),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            errln!("error: {err:#}");
             ExitCode::from(2)
         }
     }

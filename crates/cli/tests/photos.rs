@@ -276,3 +276,40 @@ fn sort_says_what_it_needs() {
     assert_eq!(code, 2);
     assert!(stderr.contains("missing: no such folder"), "{stderr}");
 }
+
+/// `sort.json` names the detector file loaded: from a folder of detectors, --detector-kind picks
+/// another file, and recording the folder's name let a YuNet run continue an UltraFace one (and
+/// refused the same file named by its path).
+#[test]
+fn sort_records_which_detector_a_folder_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("photos");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::copy(shared("photos/group-6-people.jpg"), src.join("g.jpg")).unwrap();
+    let folder = shared("models/detect");
+    let sort = |out: &str, detector: &Path, kind: Option<&str>| {
+        let mut cmd = bin();
+        cmd.arg("sort")
+            .arg(&src)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .arg("--detector")
+            .arg(detector);
+        if let Some(k) = kind {
+            cmd.args(["--detector-kind", k]);
+        }
+        run(&mut cmd)
+    };
+    let (code, _, stderr) = sort("a", &folder, None);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = sort("a", &folder, Some("yunet"));
+    assert_eq!(code, 2, "another detector from the same folder: {stderr}");
+    assert!(
+        stderr.contains("ultraface-rfb-320.onnx there, yunet-n-dynamic.onnx now"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = sort("b", &folder, Some("yunet"));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = sort("b", &folder.join("yunet-n-dynamic.onnx"), None);
+    assert_eq!(code, 0, "the same file by its path: {stderr}");
+}

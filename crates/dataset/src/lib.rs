@@ -14,7 +14,7 @@ pub use manifest::{ManifestRow, RejectedRow, read_manifest, read_rejected};
 pub use name::{UtkLabel, parse_utkface_name};
 pub use prepare::{
     DEFAULT_SEED, MARKER, Mode, NoProgress, Outcome, PrepareOptions, PrepareReport, Progress,
-    prepare,
+    prepare, unfinished_prepare,
 };
 pub use source::Source;
 pub use split::{Fractions, Split};

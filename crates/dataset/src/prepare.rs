@@ -393,6 +393,25 @@ fn check_out_dir(out: &Path, marker: &Marker) -> Result<OutState, PrepareError> 
     }
 }
 
+/// `Err(reason)` when `dir` is the output of a `prepare` that has not finished (interrupted, or
+/// still running): its splits hold only the images written so far, and no manifest. The commands
+/// that read a dataset refuse it rather than train or evaluate on a part of it without a word.
+/// A folder without our marker is somebody's own folder of class folders, and fine.
+pub fn unfinished_prepare(dir: &Path) -> Result<(), String> {
+    let Ok(text) = std::fs::read_to_string(dir.join(MARKER)) else {
+        return Ok(());
+    };
+    match serde_json::from_str::<Marker>(&text) {
+        Ok(m) if m.complete && dir.join(MANIFEST).exists() => Ok(()),
+        Ok(m) => Err(format!(
+            "an unfinished `prepare` of {} (interrupted, or still running): run the same prepare \
+             command again to finish it",
+            m.source
+        )),
+        Err(_) => Ok(()),
+    }
+}
+
 fn write_marker(out: &Path, marker: &Marker) -> Result<(), PrepareError> {
     let json = serde_json::to_vec_pretty(marker).map_err(|e| PrepareError::BadMarker {
         path: out.join(MARKER),

@@ -71,13 +71,24 @@ async fn classify_request(s: &Arc<Service>, req: Request) -> Result<Value, Refus
     let before = s.in_house.fetch_add(1, Ordering::SeqCst);
     let _in_house = InHouse(&s.in_house);
     if before >= limits.max_concurrent + limits.max_waiting {
-        drain(req, limits.max_body_bytes).await;
+        let _ = tokio::time::timeout(limits.body_timeout, drain(req, limits.max_body_bytes)).await;
         return Err(Refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("busy: {before} requests in progress; retry shortly"),
         ));
     }
-    let (name, bytes) = read_image(req, limits.max_body_bytes).await?;
+    let (name, bytes) =
+        tokio::time::timeout(limits.body_timeout, read_image(req, limits.max_body_bytes))
+            .await
+            .map_err(|_| {
+                Refusal(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {} s",
+                        limits.body_timeout.as_secs_f64()
+                    ),
+                )
+            })??;
     let _turn = s
         .work
         .acquire()
@@ -184,24 +195,66 @@ async fn read_image(req: Request, max: usize) -> Result<(String, Vec<u8>), Refus
     let mut form = Multipart::from_request(req, &())
         .await
         .map_err(|e| bad(&e.body_text()))?;
+    let mut image = None;
     while let Some(field) = form.next_field().await.map_err(|e| bad(&e.body_text()))? {
         let file = field.file_name().map(str::to_string);
-        if file.is_some() || field.name() == Some("image") {
-            let name = file.unwrap_or_else(|| "image".into());
-            let data = field.bytes().await.map_err(|e| bad(&e.body_text()))?;
-            if data.is_empty() {
-                return Err(Refusal(
-                    StatusCode::BAD_REQUEST,
-                    format!("{name}: empty file"),
-                ));
-            }
-            return Ok((name, data.to_vec()));
+        if file.is_none() && field.name() != Some("image") {
+            continue;
         }
+        let name = file.unwrap_or_else(|| "image".into());
+        // The answer is one image's: a second file would be dropped without a word.
+        if let Some((first, _)) = &image {
+            return Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the form holds more than one file ({first}, {name}): send one image a request"
+                ),
+            ));
+        }
+        let data = field.bytes().await.map_err(|e| bad(&e.body_text()))?;
+        if data.is_empty() {
+            return Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                format!("{name}: empty file"),
+            ));
+        }
+        image = Some((name, data.to_vec()));
     }
-    Err(Refusal(
-        StatusCode::BAD_REQUEST,
-        "the form has no file: send the image as a file field (named `image`)".into(),
-    ))
+    image.ok_or_else(|| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            "the form has no file: send the image as a file field (named `image`)".into(),
+        )
+    })
+}
+
+/// Every answer that is not a 200 carries `{"error": reason}`, unknown paths and methods too.
+pub async fn not_found(req: Request) -> Response {
+    Refusal(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such endpoint: {}; the API is POST /v1/classify and GET /healthz",
+            req.uri().path()
+        ),
+    )
+    .into_response()
+}
+
+pub async fn method_not_allowed(req: Request) -> Response {
+    let mut response = Refusal(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not served at {}", req.method(), req.uri().path()),
+    )
+    .into_response();
+    let allow = if req.uri().path() == "/v1/classify" {
+        "POST"
+    } else {
+        "GET"
+    };
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 /// A 4xx for an image we cannot take; the message names the file (DecodeError's always does).

@@ -24,6 +24,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
 /// What the server accepts.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +40,10 @@ pub struct Limits {
     /// Requests waiting for a turn beyond which new ones get 503 at once, so that a flood of
     /// uploads cannot pile up bodies in memory.
     pub max_waiting: usize,
+    /// Time allowed to receive a request's body. A client that opens an upload and stops
+    /// sending would otherwise hold its place forever: forty of them kept every later request
+    /// at 503.
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -49,6 +54,7 @@ impl Default for Limits {
             max_pixels: 50_000_000,
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_waiting: 32,
+            body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -88,6 +94,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/", get(page::index))
         .route("/healthz", get(api::healthz))
         .route("/v1/classify", post(api::classify))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
         // The multipart reader checks this limit too; ours is the same.
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(service)

@@ -133,10 +133,39 @@ fn good_requests_get_faces_and_bad_ones_a_reason() {
     let chunked = raw_chunked_post(&server.addr, 3 << 20);
     assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
 
-    let missing = ureq::get(&url(&server, "/nope")).call();
-    assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
-    let wrong_method = ureq::get(&url(&server, "/v1/classify")).call();
-    assert!(matches!(wrong_method, Err(ureq::Error::Status(405, _))));
+    // Two files in one form: refused, rather than the second dropped without a word.
+    let (ct, mut two) = form("image", Some("a.jpg"), &photo);
+    let (_, second) = form("other", Some("b.jpg"), &photo);
+    two.truncate(two.len() - "--gc-test-boundary-7d1f--\r\n".len());
+    two.extend_from_slice(&second);
+    let (status, body) = post(&url(&server, "/v1/classify"), &ct, &two);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        error_of(&body).contains("more than one file (a.jpg, b.jpg)"),
+        "{body}"
+    );
+
+    // Unknown paths and methods get a reason too (their bodies were empty).
+    let json_error = |r: Result<ureq::Response, ureq::Error>, want: u16| match r {
+        Err(ureq::Error::Status(status, r)) => {
+            assert_eq!(status, want);
+            let allow = r.header("Allow").map(str::to_string);
+            let v: Value = r.into_json().unwrap();
+            (error_of(&v).to_string(), allow)
+        }
+        other => panic!("expected {want}: {other:?}"),
+    };
+    let (missing, _) = json_error(ureq::get(&url(&server, "/nope")).call(), 404);
+    assert!(
+        missing.contains("/nope") && missing.contains("POST /v1/classify"),
+        "{missing}"
+    );
+    let (wrong, allow) = json_error(ureq::get(&url(&server, "/v1/classify")).call(), 405);
+    assert!(
+        wrong.contains("GET is not served at /v1/classify"),
+        "{wrong}"
+    );
+    assert_eq!(allow.as_deref(), Some("POST"));
 
     // After all that, the server still answers.
     let (status, _) = post(&url(&server, "/v1/classify"), "image/jpeg", &photo);
@@ -298,6 +327,42 @@ fn many_concurrent_requests_are_all_answered_with_flat_memory() {
         "memory grew by {:.0} MiB",
         after - after_warm
     );
+}
+
+/// Uploads that start and then stall get 408 once the body timeout has passed, and free their
+/// places: as many as the house holds used to keep every later request at 503 for as long as
+/// they stayed open.
+#[test]
+fn stalled_uploads_time_out_and_free_their_places() {
+    let server = start(Limits {
+        max_concurrent: 1,
+        max_waiting: 1,
+        body_timeout: std::time::Duration::from_secs(1),
+        ..Limits::default()
+    });
+    let stalled: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .unwrap();
+            write!(
+                s,
+                "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{}",
+                "x".repeat(20)
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    for mut s in stalled {
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("did not arrive within 1 s"), "{answer}");
+    }
+    let photo = std::fs::read(shared("photos/group-6-people.jpg")).unwrap();
+    let (status, body) = post(&url(&server, "/v1/classify"), "image/jpeg", &photo);
+    assert_eq!(status, 200, "{body}");
 }
 
 #[test]

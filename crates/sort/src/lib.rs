@@ -15,7 +15,7 @@ pub use category::Category;
 pub use index::Row;
 
 use gc_classify::Input;
-use gc_classify::photos::{DetectMode, PhotoOutcome, Verdict, classify_photos};
+use gc_classify::photos::{DetectMode, PhotoOutcome, Verdict, classify_photos_until};
 use gc_classify::place;
 use gc_core::Classifier;
 use gc_detect::Detector;
@@ -213,12 +213,11 @@ impl Sort {
             let (tx, rx) = std::sync::mpsc::sync_channel::<PhotoOutcome>(batch.max(1) * 4);
             let this = &mut self;
             let stop_flag = &stop;
+            // What was classified before a Ctrl-C is placed: the classifying side stops
+            // starting batches, and this side takes what it has sent.
             let writer = scope.spawn(move || -> Result<(usize, bool), SortError> {
                 let mut sorted = 0;
                 for outcome in rx {
-                    if cancelled() {
-                        break;
-                    }
                     let row = this.sort_one(&outcome).inspect_err(|_| {
                         stop_flag.store(true, Ordering::Relaxed);
                     })?;
@@ -230,19 +229,13 @@ impl Sort {
                 }
                 Ok((sorted, cancelled()))
             });
-            // Chunks bound the work done past a stop request to one chunk's classification;
-            // a cancelled run also stops sending what that chunk still classifies.
-            for chunk in todo.chunks(batch.max(1) * 8) {
-                if halted() {
-                    break;
+            // A stop request ends the work after the batch in hand.
+            classify_photos_until(model, detector, mode, &todo, batch, &halted, |outcome| {
+                if !stop_flag.load(Ordering::Relaxed) {
+                    // A closed channel means the writer stopped; it says why below.
+                    let _ = tx.send(outcome);
                 }
-                classify_photos(model, detector, mode, chunk, batch, |outcome| {
-                    if !halted() {
-                        // A closed channel means the writer stopped; it says why below.
-                        let _ = tx.send(outcome);
-                    }
-                });
-            }
+            });
             drop(tx);
             writer
                 .join()

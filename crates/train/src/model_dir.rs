@@ -224,6 +224,11 @@ pub(crate) struct RunState {
     /// only on (seed, epoch): the pipeline's shuffles and crops by design, the backend's
     /// (dropout) because the device is re-seeded from them at the start of every epoch.
     pub rng: String,
+    /// Threads the tensor work ran on: they set the order of floating-point sums, so a resume on
+    /// another number would end with weights no uninterrupted run gives. `None` in checkpoints
+    /// written before it was recorded.
+    #[serde(default)]
+    pub threads: Option<usize>,
 }
 
 /// `checkpoint.bin`: a magic string, then four length-prefixed sections: the [`RunState`] as
@@ -371,6 +376,7 @@ mod tests {
                 epochs_since_best: 0,
                 history: vec![metrics(1)],
                 rng: "per epoch".into(),
+                threads: Some(2),
             },
             model: vec![1, 2, 3],
             optimizer: vec![4],

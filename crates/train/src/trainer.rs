@@ -38,6 +38,8 @@ pub struct TrainData {
 impl TrainData {
     /// Reads `dir/train/{female,male}` and `dir/val/{female,male}`, the layout `prepare` writes.
     pub fn from_dir(dir: &Path) -> Result<TrainData, TrainError> {
+        gc_dataset::unfinished_prepare(dir)
+            .map_err(|reason| TrainError::Data(format!("{}: {reason}", dir.display())))?;
         let open = |split: &str| {
             ImageFolder::open(dir.join(split))
                 .map_err(|e| TrainError::Data(format!("{split} images: {e}")))
@@ -250,10 +252,7 @@ pub fn train(
         checkpoint,
     };
 
-    let threads = match options.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let threads = resolved_threads(options);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("gc-train-{i}"))
@@ -274,6 +273,14 @@ pub fn train(
             }
         }
     })
+}
+
+/// The threads of the tensor work: `options.threads`, 0 being one per core.
+fn resolved_threads(options: &RunOptions) -> usize {
+    match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
 }
 
 /// Checks what can refuse a run before any work is done: the settings, the device, the loss
@@ -352,6 +359,13 @@ fn preflight(
         }
         let checkpoint = Checkpoint::read(&path)?;
         same_run(&checkpoint.state, config, &data.info)?;
+        let threads = resolved_threads(options);
+        if let Some(was) = checkpoint.state.threads.filter(|&was| was != threads) {
+            return Err(TrainError::Resume(format!(
+                "the checkpoint was trained on {was} threads, this run would use {threads}: the \
+                 weights would differ from those of an uninterrupted run; resume with --workers {was}"
+            )));
+        }
         Some(checkpoint)
     } else {
         check_output_is_free(&files)?;
@@ -599,6 +613,7 @@ impl Run<'_> {
             epochs_since_best: 0,
             history: Vec::new(),
             rng: "none saved: every draw depends on (seed, epoch) only; the backend is re-seeded at each epoch".into(),
+            threads: Some(rayon::current_num_threads()),
         };
         let mut resumed_after = None;
         if let Some(checkpoint) = self.checkpoint.take() {

@@ -417,6 +417,19 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     .to_string();
     assert!(refused.contains("lr:"), "{refused}");
     assert!(!refused.contains("patience"), "{refused}");
+    // Another number of threads sums in another order, and ended with weights that neither
+    // number gives uninterrupted: refused, naming the number to resume with.
+    let one_thread = RunOptions {
+        resume: true,
+        ..options(1)
+    };
+    let refused = train(&config, &d, &parts, &one_thread, &gc_train::NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("trained on 2 threads") && refused.contains("--workers 2"),
+        "{refused}"
+    );
     let last = resume(&config).unwrap();
     assert_eq!(last.stopped, StopReason::Completed);
     assert_eq!(last.history.len(), 3);

@@ -4,6 +4,7 @@
 use super::eval::{labelled, run_with_progress};
 use crate::Status;
 use crate::args::CalibrateArgs;
+use crate::out::{errln, outln};
 use anyhow::{Context, bail};
 use gc_classify::ModelSpec;
 use gc_classify::calibrated::{ALREADY_EXISTS, CalibrationFile, FittedOn};
@@ -46,7 +47,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
     let images = labelled(&args.data, &args.split, args.limit)?;
     let run = run_with_progress(model.as_ref(), &images, args.batch_size);
     for (path, why) in &run.skipped {
-        eprintln!("{path}: error: {why}");
+        errln!("{path}: error: {why}");
     }
     if let Some(s) = run.samples.iter().find(|s| !s.p_female.is_finite()) {
         bail!(
@@ -86,15 +87,15 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
     };
     file.write_new(&args.out)?;
     if fit.at_bound {
-        eprintln!(
+        errln!(
             "warning: the fit stopped at the edge of its range (T = {:.2}): on these images the model is right nearly always or nearly never, and the temperature says little about others",
             fit.temperature
         );
     }
     if args.json {
-        println!("{}", serde_json::to_string(&file)?);
+        outln!("{}", serde_json::to_string(&file)?);
     } else {
-        println!(
+        outln!(
             "{}: temperature {:.3} fitted on {} images ({}, split {})",
             model.name(),
             fit.temperature,
@@ -102,11 +103,14 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
             data.display(),
             split
         );
-        println!(
+        outln!(
             "  on those images: negative log-likelihood {:.4} -> {:.4}, expected calibration error {:.4} -> {:.4}",
-            fit.nll_before, fit.nll_after, fit.ece_before, fit.ece_after
+            fit.nll_before,
+            fit.nll_after,
+            fit.ece_before,
+            fit.ece_after
         );
-        println!(
+        outln!(
             "wrote {0}; use it as --model {0} (and evaluate it on another split)",
             args.out.display()
         );

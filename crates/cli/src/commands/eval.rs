@@ -2,6 +2,7 @@
 
 use crate::Status;
 use crate::args::{CompareArgs, EvalArgs, EvalCommon};
+use crate::out::{errln, outln};
 use anyhow::Context;
 use gc_classify::{
     LabelledImage, ModelRun, ModelSpec, read_labelled, run_labelled, thumbnail_data_uri,
@@ -70,11 +71,11 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
         // Each file once, even when every model fails on it.
         for (path, why) in &run.skipped {
             if named.insert(path.clone()) {
-                eprintln!("{path}: error: {why}");
+                errln!("{path}: error: {why}");
             }
         }
         let evaluation = evaluate(&run.samples, &opts);
-        eprintln!(
+        errln!(
             "{}: accuracy {} on {} images, {:.1} images/s, {} could not be classified",
             model.name(),
             evaluation
@@ -129,7 +130,7 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     write_atomic(&json, report.to_json().as_bytes())?;
     write_atomic(&md, report.to_markdown().as_bytes())?;
     write_atomic(&html, report.to_html(&thumbs).as_bytes())?;
-    println!("{}", html.display());
+    outln!("{}", html.display());
     Ok(if report.skipped.is_empty() {
         Status::Success
     } else {

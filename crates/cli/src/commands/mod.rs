@@ -1,5 +1,6 @@
 //! One file per subcommand, and the model and detector loading they share.
 
+use crate::out::errln;
 mod calibrate;
 mod eval;
 mod predict;
@@ -51,7 +52,7 @@ fn split_in_use(data: &Path, split: &str, doing: &str, advice: &str) -> String {
     if gc_classify::labelled::Scope::of(data, split) != gc_classify::labelled::Scope::WholeFolder {
         return split.to_string();
     }
-    eprintln!(
+    errln!(
         "warning: {} has no manifest.csv and no {split}/ folder: {doing} every image in it{advice}",
         data.display(),
     );

@@ -6,7 +6,7 @@
 
 use crate::Status;
 use crate::args::PredictArgs;
-use anyhow::Context;
+use crate::out::errln;
 use gc_classify::annotate::write_annotated;
 use gc_classify::json;
 use gc_classify::photos::{PhotoOutcome, Verdict, classify_photos};
@@ -62,7 +62,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
                             tracing::info!("{}: wrote {}", o.path.display(), written.display())
                         }
                         Err(e) => {
-                            eprintln!("{}: error: annotating: {e}", o.path.display());
+                            errln!("{}: error: annotating: {e}", o.path.display());
                             not_annotated += 1;
                         }
                     }
@@ -70,21 +70,16 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
             },
         ),
     }
-    out.flush()?;
-    if let Some(e) = io_error {
-        // A closed pipe (`| head`) is the reader's choice, not a failure of ours.
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e).context("writing results");
-        }
-    }
+    // A closed pipe (`| head`) is the reader's choice, not a failure of ours.
+    crate::out::stdout_result(io_error.map_or_else(|| out.flush(), Err))?;
     if failed > 0 {
-        eprintln!(
+        errln!(
             "{failed} of {} inputs could not be classified",
             inputs.len()
         );
     }
     if not_annotated > 0 {
-        eprintln!(
+        errln!(
             "{not_annotated} of {} inputs could not be annotated",
             inputs.len()
         );
@@ -126,7 +121,7 @@ fn print_photo(out: &mut impl Write, o: &PhotoOutcome, json: bool) -> std::io::R
         }
         (Err(reason), json) => {
             let shown = gc_classify::inputs::path_shown(o.path.as_os_str());
-            eprintln!("{shown}: error: {reason}");
+            errln!("{shown}: error: {reason}");
             if json {
                 let v = serde_json::json!({ "path": path, "error": reason });
                 writeln!(out, "{v}")?;
@@ -148,7 +143,7 @@ fn print_outcome(out: &mut impl Write, o: &Outcome, json: bool) -> std::io::Resu
         (Ok(p), true) => writeln!(out, "{}", json_line(&path, p)),
         (Err(reason), json) => {
             let shown = gc_classify::inputs::path_shown(o.path.as_os_str());
-            eprintln!("{shown}: error: {reason}");
+            errln!("{shown}: error: {reason}");
             if json {
                 let v = serde_json::json!({ "path": path, "error": reason });
                 writeln!(out, "{v}")?;

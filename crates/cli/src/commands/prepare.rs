@@ -2,6 +2,7 @@
 
 use crate::Status;
 use crate::args::PrepareArgs;
+use crate::out::{out, outln};
 use crate::progress::Bar;
 use anyhow::Context;
 use gc_core::{AgeBucket, Gender, Race};
@@ -21,9 +22,9 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<Status> {
         .with_context(|| format!("preparing {}", args.source.display()))?;
     bar.finish();
     if args.json {
-        println!("{}", serde_json::to_string(&json_summary(&report))?);
+        outln!("{}", serde_json::to_string(&json_summary(&report))?);
     } else {
-        print!("{}", text_summary(&report, &args.out.display().to_string()));
+        out!("{}", text_summary(&report, &args.out.display().to_string()));
     }
     Ok(Status::Success)
 }

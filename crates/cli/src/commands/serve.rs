@@ -2,6 +2,7 @@
 
 use crate::Status;
 use crate::args::ServeArgs;
+use crate::out::{errln, outln};
 use anyhow::Context;
 use gc_serve::{Limits, Running, Service};
 
@@ -11,6 +12,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Status> {
     let mut limits = Limits {
         max_body_bytes: (args.max_body_mib as usize) << 20,
         max_waiting: args.max_waiting,
+        body_timeout: std::time::Duration::from_secs(args.body_timeout_secs.into()),
         ..Limits::default()
     };
     if let Some(n) = args.max_concurrent {
@@ -21,10 +23,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Status> {
     let running = Running::start(&args.addr, service)
         .with_context(|| format!("listening on {}", args.addr))?;
     if !has_detector {
-        eprintln!("no --detector: every image is classified whole, as one face");
+        errln!("no --detector: every image is classified whole, as one face");
     }
     // Scripts (and the tests) read the address from this line, port 0 included.
-    println!("listening on http://{}", running.addr);
+    outln!("listening on http://{}", running.addr);
     running.wait_for_signal().context("serving")?;
     Ok(Status::Success)
 }

@@ -2,6 +2,7 @@
 
 use crate::Status;
 use crate::args::{Detect, SortArgs};
+use crate::out::{errln, outln};
 use anyhow::{Context, bail};
 use gc_sort::{Category, Settings, Sort};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -23,19 +24,23 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
     let (detector, mode) = super::load_faces(&args.faces)?;
     let settings = Settings {
         model: model.name().to_string(),
-        detector: args
-            .faces
-            .detector()
-            .filter(|_| detector.is_some())
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned()),
+        // The file loaded, not the path given: a folder of detectors gives one file or another
+        // by --detector-kind, and recording the folder's name let a YuNet run continue an
+        // UltraFace one.
+        detector: detector.as_ref().map(|d| {
+            let path = std::path::Path::new(d.path());
+            path.file_name().map_or_else(
+                || d.path().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        }),
         detect: format!("{:?}", args.faces.detect).to_lowercase(),
         min_confidence: args.min_confidence,
         link: args.link,
     };
     let sort = Sort::open(&args.source, &args.out, settings).context("cannot sort")?;
     if sort.already_done() > 0 {
-        eprintln!(
+        errln!(
             "{}: continuing: {} photos already sorted, {} to go",
             args.out.display(),
             sort.already_done(),
@@ -62,7 +67,7 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
         if !row.error.is_empty() {
             failed += 1;
             let shown = gc_classify::inputs::path_shown(std::ffi::OsStr::new(&row.photo));
-            bar.suspend(|| eprintln!("{shown}: error: {}", row.error));
+            bar.suspend(|| errln!("{shown}: error: {}", row.error));
         }
         bar.inc(1);
         ControlFlow::Continue(())
@@ -72,7 +77,7 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
         .iter()
         .map(|c| format!("{} {}", c, summary.counts.get(c).copied().unwrap_or(0)))
         .collect();
-    println!(
+    outln!(
         "{}: {} photos sorted ({} by this run): {}",
         args.out.display(),
         summary.resumed + summary.sorted,
@@ -82,7 +87,7 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
     // Photos that failed in this run are tried again by the next one.
     let left = remaining - summary.sorted + failed;
     if summary.stopped && left > 0 {
-        eprintln!("interrupted: run the same command again to sort the {left} photos left");
+        errln!("interrupted: run the same command again to sort the {left} photos left");
         return Ok(Status::Interrupted);
     }
     if summary.counts.get(&Category::Error).copied().unwrap_or(0) > 0 {

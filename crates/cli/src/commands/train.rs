@@ -5,6 +5,7 @@
 
 use super::eval::bar;
 use crate::Status;
+use crate::out::{errln, outln};
 use anyhow::Context;
 use gc_classify::{Input, classify_inputs};
 use gc_core::Gender;
@@ -80,8 +81,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "PATH")]
     pub init: Option<PathBuf>,
 
-    /// Stop when the validation loss has not improved for N epochs.
-    #[arg(long, value_name = "N")]
+    /// Stop when the validation loss has not improved for N epochs (1 or more).
+    #[arg(long, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub patience: Option<usize>,
 
     /// Loss weights: none, race-gender (every race x gender cell of the training set weighs the
@@ -145,7 +147,7 @@ fn teach(teachers: &[gc_classify::ModelSpec], samples: &[Sample]) -> anyhow::Res
                 Ok(prediction) => p.push(Some(prediction.probabilities[Gender::Female.index()])),
                 Err(why) => {
                     bar.suspend(|| {
-                        eprintln!(
+                        errln!(
                             "{}: error: {why}; the teacher's answer is left out",
                             o.path.display()
                         )
@@ -156,7 +158,7 @@ fn teach(teachers: &[gc_classify::ModelSpec], samples: &[Sample]) -> anyhow::Res
         });
         bar.finish_and_clear();
         let answered = p.iter().flatten().count();
-        eprintln!(
+        errln!(
             "teacher {}: {answered} of the {} training images classified",
             model.name(),
             inputs.len()
@@ -207,7 +209,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
     // Before the training threads start: their large blocks are then kept too (gc_core::malloc).
     gc_core::malloc::one_arena();
     if args.arch == Arch::EfficientNetLite0 && args.init.is_none() && !args.resume {
-        eprintln!(
+        errln!(
             "warning: training efficientnet-lite0 from random weights; pass --init with the \
              ImageNet weights to fine-tune instead"
         );
@@ -266,7 +268,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         let p_female = pool.install(|| teach(&teachers, &data.train))?;
         data = data.with_teacher(p_female)?;
     }
-    eprintln!(
+    errln!(
         "training {} on {} + {} images ({}x{}), {} epochs, on the {}, into {}",
         args.arch,
         data.info.train_images,
@@ -291,7 +293,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         ),
         StopReason::Interrupted => "interrupted; --resume continues".to_string(),
     };
-    println!(
+    outln!(
         "{how}: best epoch {} of {}: val loss {:.4}, val accuracy {:.2}%; model in {}",
         best.epoch,
         report.history.len(),
@@ -365,7 +367,7 @@ impl TrainProgress for Bars {
         self.with(|b| {
             b.finish_and_clear();
             b.suspend(|| {
-                eprintln!(
+                errln!(
                     "epoch {:>3}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} | lr {:.2e} | {:.0} img/s, {:.0} s{}",
                     m.epoch,
                     m.train_loss,
