@@ -68,6 +68,13 @@ impl ModelSpec {
         }
         let spec = match value {
             None | Some("builtin") | Some("built-in") => ModelSpec::Builtin,
+            // It was read as a path: "error: : No such file or directory".
+            Some("") => {
+                return Err(ModelError::File {
+                    path: "--model".into(),
+                    reason: "empty: name a model file or folder, hf:OWNER/NAME, or builtin".into(),
+                });
+            }
             Some(v) if v.starts_with("hf:") => {
                 let rest = &v[3..];
                 let (repo, revision) = match rest.split_once('@') {
@@ -239,6 +246,8 @@ mod tests {
             }
         );
         assert!(ModelSpec::parse(Some("hf:nope"), None).is_err());
+        let empty = ModelSpec::parse(Some(""), None).unwrap_err().to_string();
+        assert!(empty.starts_with("--model: empty"), "{empty}");
         assert_eq!(
             ModelSpec::parse(Some("flip:builtin"), None).unwrap(),
             ModelSpec::Flip(Box::new(ModelSpec::Builtin))

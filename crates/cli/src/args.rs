@@ -146,7 +146,7 @@ pub struct CalibrateArgs {
     #[arg(long)]
     pub out: PathBuf,
 
-    /// Fit on the first N images only (in a fixed order).
+    /// Fit on N images only, spread evenly over the split (both classes, every age).
     #[arg(long)]
     pub limit: Option<usize>,
 
@@ -179,7 +179,8 @@ pub struct EvalCommon {
     #[arg(long)]
     pub min_confidence: Option<f64>,
 
-    /// Evaluate only the first N images (in a fixed order), for a quick look.
+    /// Evaluate only N images, spread evenly over the split (both classes, every age), for a
+    /// quick look.
     #[arg(long)]
     pub limit: Option<usize>,
 

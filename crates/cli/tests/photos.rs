@@ -275,6 +275,18 @@ fn sort_says_what_it_needs() {
         .arg(detector()));
     assert_eq!(code, 2);
     assert!(stderr.contains("missing: no such folder"), "{stderr}");
+    // A folder with no images: said so (an empty summary alone looked like a sort that worked).
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("notes.txt"), b"no photo").unwrap();
+    let (code, _, stderr) = run(bin()
+        .arg("sort")
+        .arg(&empty)
+        .arg("--out")
+        .arg(dir.path().join("o2"))
+        .args(["--detect", "never"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("empty: no image files found"), "{stderr}");
 }
 
 /// `sort.json` names the detector file loaded: from a folder of detectors, --detector-kind picks

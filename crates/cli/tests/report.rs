@@ -234,23 +234,37 @@ fn calibrate_writes_a_file_that_models_take_and_never_replaces_one() {
     }
     assert_eq!(std::fs::read(&cal).unwrap(), before);
 
-    // The first 5 validation faces are all women (sorted by class): refused, nothing written.
+    // Images of one class only: refused, nothing written.
+    let women = d.join("women");
+    std::fs::create_dir_all(women.join("female")).unwrap();
+    for f in walk_images(&prepared.join("val/female")) {
+        std::fs::copy(&f, women.join("female").join(f.file_name().unwrap())).unwrap();
+    }
     let few = d.join("few.json");
-    let (code, _, stderr) = run(bin()
-        .args([
-            "calibrate",
-            "--limit",
-            "5",
-            "--model",
-            &dlib_model(),
-            "--data",
-        ])
-        .arg(&prepared)
-        .arg("--out")
-        .arg(&few));
+    let limited = |data: &Path, limit: &str, out: &Path| {
+        run(bin()
+            .args([
+                "calibrate",
+                "--limit",
+                limit,
+                "--model",
+                &dlib_model(),
+                "--data",
+            ])
+            .arg(data)
+            .arg("--out")
+            .arg(out))
+    };
+    let (code, _, stderr) = limited(&women, "5", &few);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("needs both classes"), "{stderr}");
     assert!(!few.exists());
+    // --limit spreads its images over the split: 6 of the 30 validation faces hold both
+    // classes (the first 6, sorted by class, were all women, and this was refused).
+    let (code, _, stderr) = limited(&prepared, "6", &few);
+    assert_eq!(code, 0, "{stderr}");
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&few).unwrap()).unwrap();
+    assert_eq!(file["fitted_on"]["images"], 6, "{file}");
 }
 
 /// The image files under `dir`, sorted.
@@ -338,7 +352,7 @@ fn eval_checks_before_the_work_and_names_each_failed_file() {
         (
             vec!["eval", "--limit", "0"],
             d.join("r6").as_path(),
-            "no images to evaluate",
+            "--limit 0 leaves no images",
         ),
         (
             vec!["eval", "--min-confidence", "2"],

@@ -139,6 +139,19 @@ impl Sort {
             });
         }
         check_settings(dst, &settings)?;
+        // A file where a class folder goes failed every photo of that class, one by one.
+        for category in Category::ALL.into_iter().filter(|&c| c != Category::Error) {
+            let folder = dst.join(category.name());
+            if folder.symlink_metadata().is_ok() && !folder.is_dir() {
+                return Err(SortError::Destination {
+                    path: folder,
+                    reason: format!(
+                        "is a file, where sort puts its {}/ folder; sort into another folder",
+                        category.name()
+                    ),
+                });
+            }
+        }
         remove_partial_files(dst);
         let (index, rows) = Index::open(dst)?;
         let done_photos: HashSet<&str> = rows.iter().map(|r| r.photo.as_str()).collect();

@@ -310,6 +310,20 @@ fn other_settings_and_overlapping_folders_are_refused() {
     std::os::unix::fs::symlink("..", src.join("party").join("up")).unwrap();
     let sort = Sort::open(&src, &tmp.path().join("other"), settings()).unwrap();
     assert_eq!(sort.remaining(), 6);
+    // A file where a class folder goes is refused up front (each photo of that class failed,
+    // "copying into female: File exists").
+    let mine = tmp.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("female"), b"my notes").unwrap();
+    let err = Sort::open(&src, &mine, settings())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("female: is a file, where sort puts its female/ folder"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(mine.join("female")).unwrap(), b"my notes");
 }
 
 #[test]

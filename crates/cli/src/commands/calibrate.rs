@@ -60,7 +60,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
     let classes: std::collections::BTreeSet<_> = run.samples.iter().map(|s| s.truth).collect();
     if classes.len() == 1 {
         bail!(
-            "{}: the {} images classified are all {}; a temperature needs both classes (--limit takes the first N in a fixed order, one class after the other)",
+            "{}: the {} images classified are all {}; a temperature needs both classes",
             args.data.display(),
             run.samples.len(),
             run.samples[0].truth

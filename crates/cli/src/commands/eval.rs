@@ -53,9 +53,6 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     }
     let split = super::split_in_use(&c.data, &c.split, "evaluating", "");
     let images = labelled(&c.data, &c.split, c.limit)?;
-    if images.is_empty() {
-        anyhow::bail!("{}: no images to evaluate (--limit 0?)", c.data.display());
-    }
     std::fs::create_dir_all(&c.out).with_context(|| format!("creating {}", c.out.display()))?;
     let opts = EvalOptions {
         min_confidence: c.min_confidence,
@@ -67,6 +64,7 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     let mut named = std::collections::HashSet::new();
     for m in models {
         let model = load(m)?;
+        let name = column_name(model.name(), m.0.as_deref(), &results);
         let run = run_with_progress(model.as_ref(), &images, c.batch_size);
         // Each file once, even when every model fails on it.
         for (path, why) in &run.skipped {
@@ -77,7 +75,7 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
         let evaluation = evaluate(&run.samples, &opts);
         errln!(
             "{}: accuracy {} on {} images, {:.1} images/s, {} could not be classified",
-            model.name(),
+            name,
             evaluation
                 .accuracy
                 .value
@@ -90,10 +88,10 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
         skipped.extend(
             run.skipped
                 .into_iter()
-                .map(|(p, w)| (p, format!("{}: {w}", model.name()))),
+                .map(|(p, w)| (p, format!("{name}: {w}"))),
         );
         results.push(ModelResult {
-            name: model.name().to_string(),
+            name,
             evaluation,
             images_per_second: Some(run.images_per_second),
         });
@@ -179,17 +177,56 @@ fn check_report_folder(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The labelled images of `split` in `data`, the first `limit` of them if given.
+/// A model's name in the report, told apart from the columns before it: two copies of one
+/// model file in two folders had two columns under one heading.
+fn column_name(name: &str, given: Option<&str>, before: &[ModelResult]) -> String {
+    let taken = |n: &str| before.iter().any(|r| r.name == n);
+    if !taken(name) {
+        return name.to_string();
+    }
+    let with_path = format!("{name} ({})", given.unwrap_or("builtin"));
+    if !taken(&with_path) {
+        return with_path;
+    }
+    (2..)
+        .map(|k| format!("{with_path} #{k}"))
+        .find(|n| !taken(n))
+        .unwrap_or(with_path)
+}
+
+/// The labelled images of `split` in `data`; with `limit`, that many spread evenly over them.
+/// The list runs one class after the other (and a manifest by age within it): its first N were
+/// all women, and a quick look had no men to measure, nor a calibration two classes to fit.
 pub(super) fn labelled(
     data: &Path,
     split: &str,
     limit: Option<usize>,
 ) -> anyhow::Result<Vec<LabelledImage>> {
-    let mut images = read_labelled(data, split)?;
-    if let Some(n) = limit {
-        images.truncate(n);
+    let images = read_labelled(data, split)?;
+    let images = match limit {
+        Some(n) if n < images.len() => spread(images, n),
+        _ => images,
+    };
+    if images.is_empty() {
+        anyhow::bail!("{}: --limit 0 leaves no images", data.display());
     }
     Ok(images)
+}
+
+/// `n` of `items`, at evenly spaced positions, in their order.
+fn spread<T>(items: Vec<T>, n: usize) -> Vec<T> {
+    let len = items.len();
+    let mut want = (0..n).map(|i| i * len / n).peekable();
+    items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            (want.peek() == Some(&i)).then(|| {
+                want.next();
+                item
+            })
+        })
+        .collect()
 }
 
 /// Runs `model` over `images` with a progress bar on a terminal.
@@ -228,4 +265,38 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_of_the_same_name_are_told_apart() {
+        let result = |name: &str| ModelResult {
+            name: name.into(),
+            evaluation: gc_eval::evaluate(&[], &gc_eval::EvalOptions::default()),
+            images_per_second: None,
+        };
+        let mut before = vec![];
+        let mut add = |name: &str, given: Option<&str>| {
+            let n = column_name(name, given, &before);
+            before.push(result(&n));
+            n
+        };
+        assert_eq!(add("dlib", Some("a/dlib.onnx")), "dlib");
+        assert_eq!(add("dlib", Some("b/dlib.onnx")), "dlib (b/dlib.onnx)");
+        assert_eq!(add("built-in", None), "built-in");
+        assert_eq!(add("built-in", None), "built-in (builtin)");
+        assert_eq!(add("built-in", None), "built-in (builtin) #2");
+    }
+
+    #[test]
+    fn a_limit_spreads_over_the_whole_list() {
+        let v: Vec<u32> = (0..10).collect();
+        assert_eq!(spread(v.clone(), 3), [0, 3, 6]);
+        assert_eq!(spread(v.clone(), 5), [0, 2, 4, 6, 8]);
+        assert_eq!(spread(v.clone(), 10), v);
+        assert!(spread(v, 0).is_empty());
+    }
 }

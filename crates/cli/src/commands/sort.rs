@@ -47,6 +47,13 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
             sort.remaining()
         );
     }
+    if sort.already_done() == 0 && sort.remaining() == 0 {
+        // predict -r says so too; an empty summary alone looked like a sort that worked.
+        errln!(
+            "{}: no image files found (sub-folders included)",
+            args.source.display()
+        );
+    }
     let remaining = sort.remaining();
     let bar =
         ProgressBar::with_draw_target(Some(sort.remaining() as u64), ProgressDrawTarget::stderr())
@@ -55,7 +62,7 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
     let batch = args.batch_size.unwrap_or_else(|| model.preferred_batch());
-    // The first Ctrl-C lets the photo in hand reach its folder and the index, then stops; a
+    // The first Ctrl-C lets the photos in hand reach their folders and the index, then stops; a
     // second one ends the process at once (what is in place is whole either way).
     let interrupted = Arc::new(AtomicBool::new(false));
     flag::register_conditional_shutdown(SIGINT, 130, interrupted.clone())
