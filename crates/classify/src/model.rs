@@ -71,8 +71,10 @@ impl ModelSpec {
             // It was read as a path: "error: : No such file or directory".
             Some("") => {
                 return Err(ModelError::File {
-                    path: "--model".into(),
-                    reason: "empty: name a model file or folder, hf:OWNER/NAME, or builtin".into(),
+                    path: "\"\"".into(),
+                    reason: "an empty model name: name a model file or folder, hf:OWNER/NAME, \
+                             or builtin"
+                        .into(),
                 });
             }
             Some(v) if v.starts_with("hf:") => {
@@ -247,7 +249,7 @@ mod tests {
         );
         assert!(ModelSpec::parse(Some("hf:nope"), None).is_err());
         let empty = ModelSpec::parse(Some(""), None).unwrap_err().to_string();
-        assert!(empty.starts_with("--model: empty"), "{empty}");
+        assert!(empty.starts_with("\"\": an empty model name"), "{empty}");
         assert_eq!(
             ModelSpec::parse(Some("flip:builtin"), None).unwrap(),
             ModelSpec::Flip(Box::new(ModelSpec::Builtin))

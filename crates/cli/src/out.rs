@@ -39,3 +39,9 @@ pub fn stdout_result(written: std::io::Result<()>) -> anyhow::Result<()> {
         other => other.context("writing to stdout"),
     }
 }
+
+/// A file name for a line of text: control characters and bytes that are not UTF-8 written
+/// `\xNN` ([`gc_classify::inputs::path_shown`]), so that one message stays one line.
+pub fn shown(path: impl AsRef<std::ffi::OsStr>) -> String {
+    gc_classify::inputs::path_shown(path.as_ref())
+}

@@ -324,4 +324,11 @@ fn sort_records_which_detector_a_folder_gave() {
     assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = sort("b", &folder.join("yunet-n-dynamic.onnx"), None);
     assert_eq!(code, 0, "the same file by its path: {stderr}");
+    // A sort begun before, which recorded the folder's name, is continued by the same command.
+    let settings = dir.path().join("a/sort.json");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(&settings, text.replace("ultraface-rfb-320.onnx", "detect")).unwrap();
+    let (code, _, stderr) = sort("a", &folder, None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), text);
 }

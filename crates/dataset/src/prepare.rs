@@ -305,6 +305,10 @@ pub fn prepare(
         report.rows.iter().map(|r| (r.source.as_str(), r)).collect();
     progress.phase("writing class folders", Some(report.rows.len() as u64));
     source.for_each(|entry| {
+        // A link listed under the path of an accepted file has nothing to read.
+        if entry.unusable.is_some() {
+            return Ok(());
+        }
         let Some(row) = index.get(entry.inner_path.as_str()) else {
             return Ok(());
         };

@@ -499,3 +499,51 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A tar can list a link and then a file under one path: the link gets its rejected.csv row and
+/// the file is taken, in both passes (the second read the link's empty entry for the file's row
+/// and stopped on a changed hash).
+#[test]
+fn a_link_and_a_file_under_one_path_in_a_tar() {
+    let mut faces = Vec::new();
+    Source::open(&shared_data("utkface-crop_part1-200px.tar.gz"))
+        .unwrap()
+        .for_each(|e| {
+            if faces.len() < 12 && e.name.matches('_').count() == 3 {
+                let mut bytes = Vec::new();
+                e.reader.read_to_end(&mut bytes).unwrap();
+                faces.push((e.name, bytes));
+            }
+            Ok(())
+        })
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tar_path = dir.path().join("faces.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&tar_path).unwrap());
+    let (first, _) = &faces[0];
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    b.append_link(&mut link, format!("UTKFace/{first}"), "/etc/passwd")
+        .unwrap();
+    for (name, bytes) in &faces {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, format!("UTKFace/{name}"), bytes.as_slice())
+            .unwrap();
+    }
+    b.finish().unwrap();
+    drop(b);
+    let out = dir.path().join("out");
+    let report = prepare(&PrepareOptions::new(&tar_path, &out), &NoProgress).unwrap();
+    assert_eq!(report.rows.len(), faces.len());
+    assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+    assert!(report.rejected[0].reason.contains("symbolic link"));
+    let row = report
+        .rows
+        .iter()
+        .find(|r| r.path.ends_with(first.as_str()))
+        .unwrap();
+    assert_eq!(std::fs::read(out.join(&row.path)).unwrap(), faces[0].1);
+}

@@ -240,21 +240,13 @@ pub async fn not_found(req: Request) -> Response {
     .into_response()
 }
 
+/// axum adds the route's `Allow` header to this answer.
 pub async fn method_not_allowed(req: Request) -> Response {
-    let mut response = Refusal(
+    Refusal(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} is not served at {}", req.method(), req.uri().path()),
     )
-    .into_response();
-    let allow = if req.uri().path() == "/v1/classify" {
-        "POST"
-    } else {
-        "GET"
-    };
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
+    .into_response()
 }
 
 /// A 4xx for an image we cannot take; the message names the file (DecodeError's always does).

@@ -82,7 +82,7 @@ pub struct Sort {
     done: usize,
     /// Destinations recorded in the index: never handed out again.
     claimed: HashSet<String>,
-    /// Set from outside (Ctrl-C) to stop after the photo in hand.
+    /// Set from outside (Ctrl-C) to stop after the batch in hand.
     cancel: Option<Arc<AtomicBool>>,
 }
 
@@ -121,6 +121,19 @@ impl Sort {
                     .into(),
             });
         }
+        // A file where a class folder goes failed every photo of that class, one by one.
+        for category in Category::ALL.into_iter().filter(|&c| c != Category::Error) {
+            let folder = dst.join(category.name());
+            if folder.symlink_metadata().is_ok() && !folder.is_dir() {
+                return Err(SortError::Destination {
+                    path: folder,
+                    reason: format!(
+                        "is a file, where sort puts its {}/ folder; sort into another folder",
+                        category.name()
+                    ),
+                });
+            }
+        }
         if settings.link {
             same_file_system(&src_canon, dst)?;
         }
@@ -139,19 +152,6 @@ impl Sort {
             });
         }
         check_settings(dst, &settings)?;
-        // A file where a class folder goes failed every photo of that class, one by one.
-        for category in Category::ALL.into_iter().filter(|&c| c != Category::Error) {
-            let folder = dst.join(category.name());
-            if folder.symlink_metadata().is_ok() && !folder.is_dir() {
-                return Err(SortError::Destination {
-                    path: folder,
-                    reason: format!(
-                        "is a file, where sort puts its {}/ folder; sort into another folder",
-                        category.name()
-                    ),
-                });
-            }
-        }
         remove_partial_files(dst);
         let (index, rows) = Index::open(dst)?;
         let done_photos: HashSet<&str> = rows.iter().map(|r| r.photo.as_str()).collect();
@@ -177,8 +177,9 @@ impl Sort {
         })
     }
 
-    /// Stops the run once `flag` is set (by a signal handler, say): the photo being placed is
-    /// finished and indexed, nothing more is classified, and the summary says it stopped.
+    /// Stops the run once `flag` is set (by a signal handler, say): the batch being classified is
+    /// finished, every photo classified is placed and indexed, no other batch is started, and the
+    /// summary says it stopped.
     pub fn cancel_on(self, flag: Arc<AtomicBool>) -> Sort {
         Sort {
             cancel: Some(flag),
@@ -197,8 +198,8 @@ impl Sort {
     }
 
     /// Classifies and places the remaining photos, `batch` at a time, calling `on_photo` after
-    /// each is in place and in the index; `ControlFlow::Break` stops the run there, as an
-    /// interruption would.
+    /// each is in place and in the index; `ControlFlow::Break` stops the run there (the photos
+    /// classified after it are not placed, unlike after a cancel: the caller asked for no more).
     ///
     /// Photos are placed and indexed on a thread of their own, in input order, while the next
     /// batches are decoded and classified: creating files is kernel time that would otherwise
@@ -427,6 +428,30 @@ fn same_file_system(src: &Path, dst: &Path) -> Result<(), SortError> {
 #[cfg(not(unix))]
 fn same_file_system(_: &Path, _: &Path) -> Result<(), SortError> {
     Ok(())
+}
+
+/// Sorts begun before `sort.json` named the detector file recorded the name of the `--detector`
+/// path given, a folder's name for a folder of detectors. When `dst` records `given` and the run
+/// loads `loaded` from that folder, the record is brought up to date, so that the same command
+/// continues the sort. Returns whether it was.
+pub fn update_detector_record(dst: &Path, given: &str, loaded: &str) -> Result<bool, SortError> {
+    let path = dst.join(SETTINGS_FILE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(false);
+    };
+    let Ok(mut recorded) = serde_json::from_slice::<Settings>(&bytes) else {
+        return Ok(false);
+    };
+    if recorded.detector.as_deref() != Some(given) || given == loaded {
+        return Ok(false);
+    }
+    recorded.detector = Some(loaded.to_string());
+    let json = serde_json::to_vec_pretty(&recorded).expect("settings serialise");
+    let tmp = place::temp_in(dst).map_err(|e| SortError::io(dst, e))?;
+    std::fs::write(tmp.path(), json).map_err(|e| SortError::io(&path, e))?;
+    tmp.persist(&path)
+        .map_err(|e| SortError::io(&path, e.error))?;
+    Ok(true)
 }
 
 fn check_settings(dst: &Path, settings: &Settings) -> Result<(), SortError> {

@@ -324,6 +324,10 @@ fn other_settings_and_overlapping_folders_are_refused() {
         "{err}"
     );
     assert_eq!(std::fs::read(mine.join("female")).unwrap(), b"my notes");
+    assert!(
+        !mine.join("sort.json").exists(),
+        "a refused run records no settings"
+    );
 }
 
 #[test]
@@ -454,34 +458,57 @@ fn a_cancelled_run_places_what_it_classified_and_starts_nothing_more() {
     assert!(summary.stopped);
     assert_eq!(summary.sorted, 0);
     assert!(rows(&dst).is_empty());
-    // Set by the first photo's callback (as Ctrl-C would be): the photos classified by then
-    // are placed, the whole batch in hand at least (it was that one photo, the rest of its
-    // batch classified and thrown away), and no batch is started after the one in progress.
+    // Set while the model classifies a batch (as Ctrl-C would be): that batch is finished and
+    // every photo of it placed (it was the first photo alone, or none: the rest were classified
+    // and thrown away), and no other batch is started.
     flag.store(false, std::sync::atomic::Ordering::SeqCst);
+    let model = StopsWhenCalled {
+        inner: m.model.as_ref(),
+        flag: flag.clone(),
+    };
     let summary = Sort::open(&src, &dst, settings())
         .unwrap()
         .cancel_on(flag.clone())
-        .run(
-            m.model.as_ref(),
-            Some(&m.detector),
-            DetectMode::Auto,
-            4,
-            |_| {
-                flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                ControlFlow::Continue(())
-            },
-        )
+        .run(&model, Some(&m.detector), DetectMode::Auto, 2, |_| {
+            ControlFlow::Continue(())
+        })
         .unwrap();
     assert!(summary.stopped);
     let placed = rows(&dst);
-    assert!(summary.sorted >= 4, "{} sorted", summary.sorted);
     assert_eq!(placed.len(), summary.sorted);
+    // Six photos in batches of two: whole batches, up to the first with a face, and not all.
+    assert!(
+        summary.sorted % 2 == 0 && (2..6).contains(&summary.sorted),
+        "{placed:?}"
+    );
     assert!(
         placed
             .iter()
             .all(|r| !r.destination.is_empty() || !r.error.is_empty()),
         "{placed:?}"
     );
+}
+
+/// A model that raises `flag` whenever it is asked to classify.
+struct StopsWhenCalled<'a> {
+    inner: &'a dyn gc_core::Classifier,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl gc_core::Classifier for StopsWhenCalled<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn labels(&self) -> &[gc_core::ClassLabel] {
+        self.inner.labels()
+    }
+    fn classify(
+        &self,
+        images: &[gc_core::RgbView<'_>],
+    ) -> Result<Vec<Vec<f32>>, gc_core::ModelError> {
+        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.classify(images)
+    }
 }
 
 #[cfg(unix)]

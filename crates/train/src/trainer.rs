@@ -359,11 +359,15 @@ fn preflight(
         }
         let checkpoint = Checkpoint::read(&path)?;
         same_run(&checkpoint.state, config, &data.info)?;
+        // On a GPU the sums are the GPU's: the CPU threads do not change them.
         let threads = resolved_threads(options);
-        if let Some(was) = checkpoint.state.threads.filter(|&was| was != threads) {
+        if matches!(options.device, TrainDevice::Cpu)
+            && let Some(was) = checkpoint.state.threads.filter(|&was| was != threads)
+        {
             return Err(TrainError::Resume(format!(
                 "the checkpoint was trained on {was} threads, this run would use {threads}: the \
-                 weights would differ from those of an uninterrupted run; resume with --workers {was}"
+                 weights would differ from those of an uninterrupted run; resume on {was} threads \
+                 (--workers {was})"
             )));
         }
         Some(checkpoint)

@@ -47,7 +47,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
     let images = labelled(&args.data, &args.split, args.limit)?;
     let run = run_with_progress(model.as_ref(), &images, args.batch_size);
     for (path, why) in &run.skipped {
-        errln!("{path}: error: {why}");
+        errln!("{}: error: {why}", crate::out::shown(path));
     }
     if let Some(s) = run.samples.iter().find(|s| !s.p_female.is_finite()) {
         bail!(

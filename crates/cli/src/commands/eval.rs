@@ -69,7 +69,7 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
         // Each file once, even when every model fails on it.
         for (path, why) in &run.skipped {
             if named.insert(path.clone()) {
-                errln!("{path}: error: {why}");
+                errln!("{}: error: {why}", crate::out::shown(path));
             }
         }
         let evaluation = evaluate(&run.samples, &opts);

@@ -62,7 +62,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
                             tracing::info!("{}: wrote {}", o.path.display(), written.display())
                         }
                         Err(e) => {
-                            errln!("{}: error: annotating: {e}", o.path.display());
+                            errln!("{}: error: annotating: {e}", crate::out::shown(&o.path));
                             not_annotated += 1;
                         }
                     }
@@ -92,12 +92,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
 }
 
 fn print_photo(out: &mut impl Write, o: &PhotoOutcome, json: bool) -> std::io::Result<()> {
-    // JSON escapes control characters itself; a text line gets them written out.
-    let path = if json {
-        gc_classify::inputs::path_text(o.path.as_os_str())
-    } else {
-        gc_classify::inputs::path_shown(o.path.as_os_str())
-    };
+    let path = output_path(&o.path, json);
     match (&o.result, json) {
         (Ok(Verdict::Whole(p)), false) => writeln!(out, "{}", text_line(&path, p)),
         (Ok(Verdict::Whole(p)), true) => writeln!(out, "{}", json_line(&path, p)),
@@ -119,38 +114,42 @@ fn print_photo(out: &mut impl Write, o: &PhotoOutcome, json: bool) -> std::io::R
         (Ok(v @ Verdict::Faces(_)), true) => {
             writeln!(out, "{}", json::with_path(&path, json::verdict(v)))
         }
-        (Err(reason), json) => {
-            let shown = gc_classify::inputs::path_shown(o.path.as_os_str());
-            errln!("{shown}: error: {reason}");
-            if json {
-                let v = serde_json::json!({ "path": path, "error": reason });
-                writeln!(out, "{v}")?;
-            }
-            Ok(())
-        }
+        (Err(reason), json) => print_failure(out, &o.path, &path, reason, json),
     }
 }
 
 fn print_outcome(out: &mut impl Write, o: &Outcome, json: bool) -> std::io::Result<()> {
-    // JSON escapes control characters itself; a text line gets them written out.
-    let path = if json {
-        gc_classify::inputs::path_text(o.path.as_os_str())
-    } else {
-        gc_classify::inputs::path_shown(o.path.as_os_str())
-    };
+    let path = output_path(&o.path, json);
     match (&o.result, json) {
         (Ok(p), false) => writeln!(out, "{}", text_line(&path, p)),
         (Ok(p), true) => writeln!(out, "{}", json_line(&path, p)),
-        (Err(reason), json) => {
-            let shown = gc_classify::inputs::path_shown(o.path.as_os_str());
-            errln!("{shown}: error: {reason}");
-            if json {
-                let v = serde_json::json!({ "path": path, "error": reason });
-                writeln!(out, "{v}")?;
-            }
-            Ok(())
-        }
+        (Err(reason), json) => print_failure(out, &o.path, &path, reason, json),
     }
+}
+
+/// JSON escapes control characters itself; a text line gets them written out.
+fn output_path(path: &std::path::Path, json: bool) -> String {
+    if json {
+        gc_classify::inputs::path_text(path.as_os_str())
+    } else {
+        crate::out::shown(path)
+    }
+}
+
+/// A failed input: named on stderr, and with `--json` an error object in its place on stdout.
+fn print_failure(
+    out: &mut impl Write,
+    file: &std::path::Path,
+    path: &str,
+    reason: &str,
+    json: bool,
+) -> std::io::Result<()> {
+    errln!("{}: error: {reason}", crate::out::shown(file));
+    if json {
+        let v = serde_json::json!({ "path": path, "error": reason });
+        writeln!(out, "{v}")?;
+    }
+    Ok(())
 }
 
 /// `photo.jpg  female  0.931  (female 0.931, male 0.069)`: the model's own class names in brackets.

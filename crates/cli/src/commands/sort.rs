@@ -38,6 +38,14 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
         min_confidence: args.min_confidence,
         link: args.link,
     };
+    if let (Some(given), Some(loaded)) = (args.faces.detector(), &settings.detector)
+        && given.is_dir()
+        && let Some(name) = given.file_name()
+        && gc_sort::update_detector_record(&args.out, &name.to_string_lossy(), loaded)
+            .context("cannot sort")?
+    {
+        tracing::info!("{}: sort.json now names {loaded}", args.out.display());
+    }
     let sort = Sort::open(&args.source, &args.out, settings).context("cannot sort")?;
     if sort.already_done() > 0 {
         errln!(
@@ -73,7 +81,7 @@ pub fn run(args: SortArgs) -> anyhow::Result<Status> {
     let summary = sort.run(model.as_ref(), detector.as_ref(), mode, batch, |row| {
         if !row.error.is_empty() {
             failed += 1;
-            let shown = gc_classify::inputs::path_shown(std::ffi::OsStr::new(&row.photo));
+            let shown = crate::out::shown(&row.photo);
             bar.suspend(|| errln!("{shown}: error: {}", row.error));
         }
         bar.inc(1);

@@ -149,7 +149,7 @@ fn teach(teachers: &[gc_classify::ModelSpec], samples: &[Sample]) -> anyhow::Res
                     bar.suspend(|| {
                         errln!(
                             "{}: error: {why}; the teacher's answer is left out",
-                            o.path.display()
+                            crate::out::shown(&o.path)
                         )
                     });
                     p.push(None);
