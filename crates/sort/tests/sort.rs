@@ -478,7 +478,7 @@ fn a_cancelled_run_places_what_it_classified_and_starts_nothing_more() {
     assert_eq!(placed.len(), summary.sorted);
     // Six photos in batches of two: whole batches, up to the first with a face, and not all.
     assert!(
-        summary.sorted % 2 == 0 && (2..6).contains(&summary.sorted),
+        summary.sorted.is_multiple_of(2) && (2..6).contains(&summary.sorted),
         "{placed:?}"
     );
     assert!(
