@@ -118,10 +118,14 @@ fn decode_chunk(chunk: &[Input]) -> Vec<Decoded> {
 }
 
 /// The error's message without the leading path, which the caller prints first.
+/// Trimmed: a decoder's message can end with a newline, which reached report.json.
 pub(crate) fn reason(path: &std::path::Path, e: &dyn std::fmt::Display) -> String {
     let msg = e.to_string();
     let prefix = format!("{}: ", path.display());
-    msg.strip_prefix(&prefix).map(str::to_string).unwrap_or(msg)
+    msg.strip_prefix(&prefix)
+        .unwrap_or(&msg)
+        .trim_end()
+        .to_string()
 }
 
 fn classify_decoded(model: &dyn Classifier, decoded: Vec<Decoded>) -> Vec<Outcome> {
@@ -172,4 +176,19 @@ fn fail_all(decoded: Vec<Decoded>, msg: &str) -> Vec<Outcome> {
             result: r.and_then(|_| Err(msg.to_string())),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_lose_the_path_and_trailing_space() {
+        let path = std::path::Path::new("a.jpg");
+        assert_eq!(
+            reason(path, &"a.jpg: corrupt: expected 162\n"),
+            "corrupt: expected 162"
+        );
+        assert_eq!(reason(path, &"other.jpg: x "), "other.jpg: x");
+    }
 }

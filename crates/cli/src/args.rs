@@ -104,7 +104,7 @@ pub struct EvalArgs {
     #[arg(long, short)]
     pub model: Option<String>,
 
-    /// Preprocessing preset for an .onnx model.
+    /// Preprocessing preset for an .onnx model without a JSON spec beside it.
     #[arg(long)]
     pub preset: Option<String>,
 
@@ -120,8 +120,8 @@ pub struct CompareArgs {
     #[arg(long = "model", short, required = true)]
     pub models: Vec<String>,
 
-    /// Preprocessing preset for every .onnx model among them (one for all: ONNX models that need
-    /// different ones are told apart by a JSON spec beside each, or by their file names).
+    /// Preprocessing preset for the .onnx models among them that have no JSON spec beside them
+    /// and no file name recognised as a preset (those keep their own).
     #[arg(long)]
     pub preset: Option<String>,
 
@@ -151,7 +151,7 @@ pub struct CalibrateArgs {
     pub limit: Option<usize>,
 
     /// Images per model call.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_size: Option<usize>,
 
     /// Print the calibration file's JSON on stdout instead of a summary.
@@ -185,7 +185,7 @@ pub struct EvalCommon {
     pub limit: Option<usize>,
 
     /// Images per model call.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_size: Option<usize>,
 
     /// How many of the most confident failures to show per model.
@@ -214,7 +214,7 @@ pub struct PredictArgs {
     pub json: bool,
 
     /// Images per model call (default: what the model prefers).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_size: Option<usize>,
 
     /// Write a copy of each photo with the faces boxed and labelled into this folder (created if
@@ -296,7 +296,7 @@ pub struct SortArgs {
     pub faces: FaceArgs,
 
     /// Images per model call (default: what the model prefers).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_size: Option<usize>,
 }
 

@@ -758,7 +758,7 @@ fn an_unfinished_prepare_is_refused_by_every_reader() {
 }
 
 #[test]
-fn train_refuses_thread_counts_and_patience_that_mean_nothing() {
+fn settings_that_mean_nothing_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, stderr) = run(bin()
         .args(["train", "--data"])
@@ -781,6 +781,17 @@ fn train_refuses_thread_counts_and_patience_that_mean_nothing() {
         .args(["--patience", "0"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--patience"), "{stderr}");
+    // A batch of 0 images was taken as 1 by predict, eval and calibrate, refused by train.
+    for args in [
+        &["predict", "x.jpg"][..],
+        &["eval", "--data", "d", "--out", "o"],
+        &["calibrate", "--data", "d", "--out", "o.json"],
+    ] {
+        let command = args[0];
+        let (code, _, stderr) = run(bin().args(args).args(["--batch-size", "0"]));
+        assert_eq!(code, 2, "{command}: {stderr}");
+        assert!(stderr.contains("--batch-size"), "{command}: {stderr}");
+    }
 }
 
 #[test]

@@ -408,3 +408,39 @@ fn eval_checks_before_the_work_and_names_each_failed_file() {
         serde_json::from_slice(&std::fs::read(d.join("r5/report.json")).unwrap()).unwrap();
     assert_eq!(report["models"].as_array().unwrap().len(), 2, "{report}");
 }
+
+/// `compare --preset` serves the ONNX models that need it, and leaves alone a model whose file
+/// name is recognised and one with a spec beside it (the preset was forced on every model, and
+/// such a pair could not be compared).
+#[test]
+fn compare_gives_the_preset_only_to_the_models_that_need_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let faces = d.join("faces");
+    std::fs::create_dir_all(&faces).unwrap();
+    real_faces(&faces, 30);
+    let data = d.join("data");
+    let (code, _, stderr) = run(bin().arg("prepare").arg(&faces).arg("--out").arg(&data));
+    assert_eq!(code, 0, "{stderr}");
+    let renamed = d.join("faces-model.onnx");
+    std::fs::copy(
+        shared("models/gender/insightface-genderage-112.onnx"),
+        &renamed,
+    )
+    .unwrap();
+    let (code, _, stderr) = run(bin()
+        .args(["compare", "--model", &dlib_model(), "--model"])
+        .arg(&renamed)
+        .args(["--preset", "insightface-genderage-112", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(d.join("report")));
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("report/report.json")).unwrap()).unwrap();
+    let text = report.to_string();
+    assert!(
+        text.contains("dlib-cydral-gender-v1") && text.contains("insightface-genderage-112"),
+        "{text}"
+    );
+}

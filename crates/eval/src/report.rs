@@ -114,6 +114,15 @@ impl Report {
         }
         if let Some(first) = self.models.first() {
             for (t, table) in first.evaluation.groups.iter().enumerate() {
+                if is_unknown(table) {
+                    let _ = writeln!(
+                        s,
+                        "\n## Accuracy by {}\n\n{}",
+                        table.by,
+                        unknown_text(table)
+                    );
+                    continue;
+                }
                 let _ = writeln!(s, "\n## Accuracy by {}\n", table.by);
                 let mut cols = vec!["n".to_string()];
                 cols.extend(names.iter().map(|n| format!("{n} accuracy [95% CI]")));
@@ -145,9 +154,25 @@ impl Report {
                 for (group, cells) in group_eces(&self.models, t) {
                     md_row(&mut s, group, &cells);
                 }
+                if let Some(rows) = group_kept(&self.models, t) {
+                    let _ = writeln!(
+                        s,
+                        "\n**Kept at the minimum confidence, by {}** (share of the group kept; accuracy on what is kept)\n",
+                        table.by
+                    );
+                    md_header(&mut s, "group", &cols);
+                    for (group, cells) in rows {
+                        md_row(&mut s, &group, &cells);
+                    }
+                }
             }
         }
-        for m in &self.models {
+        // `--failures 0`, or a model without a mistake: no empty table.
+        for m in self
+            .models
+            .iter()
+            .filter(|m| !m.evaluation.failures.is_empty())
+        {
             let _ = writeln!(s, "\n## Most confident failures: {}\n", md_text(&m.name));
             md_header(
                 &mut s,
@@ -203,6 +228,15 @@ impl Report {
         let _ = write!(s, "</div>");
         if let Some(first) = self.models.first() {
             for (t, table) in first.evaluation.groups.iter().enumerate() {
+                if is_unknown(table) {
+                    let _ = write!(
+                        s,
+                        "<h2>Accuracy by {}</h2><p>{}</p>",
+                        esc(&table.by),
+                        esc(&unknown_text(table))
+                    );
+                    continue;
+                }
                 let _ = write!(
                     s,
                     "<h2>Accuracy by {}</h2><div class=\"charts\">",
@@ -251,9 +285,32 @@ impl Report {
                     let _ = write!(s, "</tr>");
                 }
                 let _ = write!(s, "</table>");
+                if let Some(rows) = group_kept(&self.models, t) {
+                    let _ = write!(
+                        s,
+                        "<h3>Kept at the minimum confidence, by {}</h3><p>Share of the group kept; accuracy on what is kept.</p><table><tr><th>group</th><th>n</th>",
+                        esc(&table.by)
+                    );
+                    for m in &self.models {
+                        let _ = write!(s, "<th>{}</th>", esc(&m.name));
+                    }
+                    let _ = write!(s, "</tr>");
+                    for (group, cells) in rows {
+                        let _ = write!(s, "<tr><td>{}</td>", esc(&group));
+                        for c in cells {
+                            let _ = write!(s, "<td>{}</td>", esc(&c));
+                        }
+                        let _ = write!(s, "</tr>");
+                    }
+                    let _ = write!(s, "</table>");
+                }
             }
         }
-        for m in &self.models {
+        for m in self
+            .models
+            .iter()
+            .filter(|m| !m.evaluation.failures.is_empty())
+        {
             let _ = write!(
                 s,
                 "<h2>Most confident failures: {}</h2><div class=\"gallery\">",
@@ -324,6 +381,71 @@ fn group_eces(models: &[ModelResult], t: usize) -> Vec<(&str, Vec<String>)> {
             (row.group.as_str(), cells)
         })
         .collect()
+}
+
+/// A group table with no image in any group: the images' ages or races are not known (a folder
+/// of class folders whose file names do not carry them). Its rows were all `| 0 | – |`.
+fn is_unknown(table: &GroupTable) -> bool {
+    table.rows.iter().all(|r| r.n == 0)
+}
+
+fn unknown_text(table: &GroupTable) -> String {
+    format!(
+        "No image here has a known {}: there is no manifest.csv, and the file names carry no \
+         UTKFace labels.",
+        table.by.split(',').next().unwrap_or(&table.by)
+    )
+}
+
+/// With `--min-confidence`: each group's share kept and accuracy on what is kept, then the gap
+/// in that accuracy between groups with 20 kept images or more. Abstentions fall unevenly too,
+/// and the overall two figures hid it (they were only in report.json). `None` without it.
+fn group_kept(models: &[ModelResult], t: usize) -> Option<Vec<(String, Vec<String>)>> {
+    let first = models.first()?;
+    if models.iter().all(|m| m.evaluation.coverage.is_none()) {
+        return None;
+    }
+    let mut rows: Vec<(String, Vec<String>)> = first.evaluation.groups[t]
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(r, row)| {
+            let mut cells = vec![row.n.to_string()];
+            cells.extend(models.iter().map(|m| {
+                let g = &m.evaluation.groups[t].rows[r];
+                match (&g.coverage, &g.selective_accuracy) {
+                    (Some(c), Some(a)) => format!("{} kept, {} right", pct(c.value), pct(a.value)),
+                    _ => "–".into(),
+                }
+            }));
+            (row.group.clone(), cells)
+        })
+        .collect();
+    let gaps = models
+        .iter()
+        .map(|m| {
+            let kept: Vec<(&str, f64)> = m.evaluation.groups[t]
+                .rows
+                .iter()
+                .filter_map(|g| {
+                    let a = g.selective_accuracy.as_ref()?;
+                    (a.n >= 20).then_some((g.group.as_str(), a.value?))
+                })
+                .collect();
+            let low = kept.iter().min_by(|a, b| a.1.total_cmp(&b.1));
+            let high = kept.iter().max_by(|a, b| a.1.total_cmp(&b.1));
+            match (low, high) {
+                (Some(l), Some(h)) if kept.len() > 1 => {
+                    format!("{:.1} pts ({} to {})", (h.1 - l.1) * 100.0, l.0, h.0)
+                }
+                _ => "–".into(),
+            }
+        })
+        .collect::<Vec<_>>();
+    let mut last = vec![String::new()];
+    last.extend(gaps);
+    rows.push(("gap in accuracy on what is kept".into(), last));
+    Some(rows)
 }
 
 fn gap_text(g: Option<&crate::metrics::Gap>) -> String {
@@ -547,5 +669,94 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
         assert_eq!(json["models"][0]["evaluation"]["n"], 2);
+        assert!(
+            !html.contains("Kept at the minimum confidence"),
+            "only with one"
+        );
+    }
+
+    /// Images whose ages and races are unknown give one line a table, not rows of `| 0 | – |`.
+    #[test]
+    fn unknown_groups_are_said_once() {
+        let samples: Vec<Sample> = (0..4)
+            .map(|i| Sample {
+                id: format!("{i}.jpg"),
+                truth: if i % 2 == 0 {
+                    Gender::Female
+                } else {
+                    Gender::Male
+                },
+                p_female: 0.7,
+                age: None,
+                race: None,
+            })
+            .collect();
+        let mut r = report();
+        r.models[0].evaluation = evaluate(&samples, &EvalOptions::default());
+        let md = r.to_markdown();
+        assert!(!md.contains("| 0 | –"), "{md}");
+        // The two men said female are failures; with none kept (`--failures 0`), no empty
+        // section.
+        r.models[0].evaluation.failures.clear();
+        let md = r.to_markdown();
+        assert!(!md.contains("Most confident failures"), "{md}");
+        assert!(
+            md.contains("No image here has a known race x gender:"),
+            "{md}"
+        );
+        assert!(md.contains("No image here has a known age:"), "{md}");
+        let html = r.to_html(&HashMap::new());
+        assert!(!html.contains("<td>0</td>"), "{html}");
+    }
+
+    /// With --min-confidence, each group's share kept and accuracy on what is kept are in the
+    /// markdown and the page, not only in report.json.
+    #[test]
+    fn kept_shares_are_shown_by_group() {
+        let sample = |id: &str, truth, p_female, race| Sample {
+            id: id.into(),
+            truth,
+            p_female,
+            age: Some(30),
+            race: Some(race),
+        };
+        let mut samples = Vec::new();
+        // 20 white faces, all kept and right; 40 black faces, half kept (0.55 is unsure), and of
+        // those kept half wrong.
+        for i in 0..20 {
+            samples.push(sample(&format!("w{i}"), Gender::Female, 0.95, Race::White));
+        }
+        for i in 0..20 {
+            samples.push(sample(&format!("b{i}"), Gender::Female, 0.55, Race::Black));
+        }
+        for i in 0..20 {
+            let p = if i < 10 { 0.05 } else { 0.95 };
+            samples.push(sample(&format!("k{i}"), Gender::Male, p, Race::Black));
+        }
+        let opts = EvalOptions {
+            min_confidence: Some(0.8),
+            ..EvalOptions::default()
+        };
+        let mut r = report();
+        r.models[0].evaluation = evaluate(&samples, &opts);
+        let md = r.to_markdown();
+        assert!(
+            md.contains("**Kept at the minimum confidence, by race**"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| white | 20 | 100.0% kept, 100.0% right |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| black | 40 | 50.0% kept, 50.0% right |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| gap in accuracy on what is kept |  | 50.0 pts (black to white) |"),
+            "{md}"
+        );
+        let html = r.to_html(&HashMap::new());
+        assert!(html.contains("<h3>Kept at the minimum confidence, by race</h3>"));
     }
 }

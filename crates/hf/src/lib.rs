@@ -206,11 +206,6 @@ impl HfClassifier {
         let config_path = dir.join(CONFIG_FILE);
         let config_shown = config_path.display().to_string();
         let config_text = read_text(&config_path, "model config (config.json)")?;
-        let preprocessor_path = dir.join(PREPROCESSOR_FILE);
-        let preprocessor_text = read_text(
-            &preprocessor_path,
-            "preprocessing config (preprocessor_config.json)",
-        )?;
         let config_format = |reason: String| ModelError::Format {
             path: config_shown.clone(),
             reason,
@@ -240,6 +235,13 @@ impl HfClassifier {
                 SUPPORTED_ARCHITECTURES.join(", ")
             )));
         }
+        // Read after config.json is known good: a broken or unsupported config.json was reported
+        // as a missing preprocessor_config.json, sending the user to write the wrong file.
+        let preprocessor_path = dir.join(PREPROCESSOR_FILE);
+        let preprocessor_text = read_text(
+            &preprocessor_path,
+            "preprocessing config (preprocessor_config.json)",
+        )?;
         let preprocessor =
             Preprocessor::from_json(&preprocessor_text, &preprocessor_path.display().to_string())?;
 

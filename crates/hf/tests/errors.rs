@@ -58,6 +58,14 @@ fn unknown_architecture_is_named_with_the_supported_ones() {
         "{e}"
     );
     assert!(e.contains("config.json"), "{e}");
+    // Without a preprocessor_config.json too, the architecture is still what is named (the
+    // missing file was, which sent the user to write it for a model that cannot run).
+    std::fs::remove_file(dir.path().join("preprocessor_config.json")).expect("remove");
+    let e = load_err(dir.path());
+    assert!(e.contains("ConvNextForImageClassification"), "{e}");
+    std::fs::write(dir.path().join("config.json"), "{").expect("write");
+    let e = load_err(dir.path());
+    assert!(e.contains("config.json: not JSON"), "{e}");
 }
 
 #[test]

@@ -383,27 +383,39 @@ fn preset_names() -> String {
         .join(", ")
 }
 
+/// The spec beside the model first (the model's own, written for it), then the preset asked for,
+/// then the preset its file name is recognised by. A preset asked for used to win over the
+/// spec beside a model, so `compare --preset` could not put such a model next to one that
+/// needed the preset.
 fn resolve_spec(
     path: &Path,
     preset_name: Option<&str>,
 ) -> Result<(PreprocessSpec, SpecSource), ModelError> {
-    if let Some(name) = preset_name {
-        let known = presets().iter().find(|p| p.name == name);
-        return match known.and_then(|p| preset(p.name).map(|s| (s, p.name))) {
-            Some((spec, name)) => Ok((spec, SpecSource::Preset(name))),
-            None => Err(ModelError::Format {
-                path: path.display().to_string(),
-                reason: format!(
-                    "unknown preset {name:?}; the presets are {}",
-                    preset_names()
-                ),
-            }),
-        };
-    }
+    let asked = match preset_name {
+        None => None,
+        Some(name) => {
+            let known = presets().iter().find(|p| p.name == name);
+            match known.and_then(|p| preset(p.name).map(|s| (s, p.name))) {
+                Some(found) => Some(found),
+                None => {
+                    return Err(ModelError::Format {
+                        path: path.display().to_string(),
+                        reason: format!(
+                            "unknown preset {name:?}; the presets are {}",
+                            preset_names()
+                        ),
+                    });
+                }
+            }
+        }
+    };
     let sidecar = PreprocessSpec::sidecar_path(path);
     if sidecar.exists() {
         let spec = PreprocessSpec::from_json_file(&sidecar)?;
         return Ok((spec, SpecSource::File(sidecar)));
+    }
+    if let Some((spec, name)) = asked {
+        return Ok((spec, SpecSource::Preset(name)));
     }
     if let Some(name) = preset_for_file(path)
         && let Some(spec) = preset(name)

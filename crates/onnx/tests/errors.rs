@@ -100,7 +100,7 @@ fn model_without_spec_or_preset_asks_for_the_json() {
 }
 
 #[test]
-fn sidecar_spec_is_used_and_wins_over_the_file_name_preset() {
+fn a_spec_beside_the_model_wins_over_every_preset() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dlib_spec(r#"["female", "male"]"#, 0, 32);
     let model = staged(
@@ -111,9 +111,17 @@ fn sidecar_spec_is_used_and_wins_over_the_file_name_preset() {
     let clf = OnnxClassifier::from_path(&model, None).unwrap();
     assert_eq!(clf.name(), "custom");
     assert!(matches!(clf.spec_source(), SpecSource::File(_)));
-    // An explicit preset still wins over the file.
+    // A preset asked for is for models without a spec of their own: the spec beside the model
+    // wins (the preset won, and `compare --preset` could not mix such a model with one that
+    // needed the preset); an unknown preset is still refused.
+    let clf = OnnxClassifier::from_path(&model, Some("insightface-genderage-112")).unwrap();
+    assert_eq!(clf.name(), "custom");
+    assert!(matches!(clf.spec_source(), SpecSource::File(_)));
+    let reason = format_reason(OnnxClassifier::from_path(&model, Some("resnet")), &model);
+    assert!(reason.contains("unknown preset"), "{reason}");
+    // Without the spec, the preset asked for wins over the one the file name is recognised by.
+    std::fs::remove_file(model.with_extension("preprocess.json")).unwrap();
     let clf = OnnxClassifier::from_path(&model, Some("dlib-cydral-gender-v1")).unwrap();
-    assert_eq!(clf.name(), "dlib-cydral-gender-v1");
     assert_eq!(
         clf.spec_source(),
         &SpecSource::Preset("dlib-cydral-gender-v1")

@@ -23,8 +23,11 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<Status> {
         .models
         .into_iter()
         .map(|m| {
-            // --preset is for ONNX files only; the other models ignore it.
-            let preset = args.preset.clone().filter(|_| m.ends_with(".onnx"));
+            // --preset is for the ONNX files that need it: a spec beside a model comes first
+            // anyway, and a file name recognised as a preset keeps its own.
+            let preset = args.preset.clone().filter(|_| {
+                m.ends_with(".onnx") && gc_onnx::preset_for_file(Path::new(m.as_str())).is_none()
+            });
             (if m == "builtin" { None } else { Some(m) }, preset)
         })
         .collect();
