@@ -227,7 +227,7 @@ pub struct PredictArgs {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// The model: an .onnx file, a folder trained by `train` (model.json) or in Hugging Face format
-    /// (config.json), or hf:OWNER/NAME[@REVISION]. Default: the built-in model. `flip:MODEL` runs
+    /// (config.json), or `hf:OWNER/NAME[@REVISION]`. Default: the built-in model. `flip:MODEL` runs
     /// MODEL on each face and its mirror image and averages the two (twice the work). A .json
     /// file written by `calibrate` names a model with its probabilities temperature-scaled.
     #[arg(long, short)]
