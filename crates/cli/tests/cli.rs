@@ -720,15 +720,7 @@ fn a_reader_that_has_gone_stops_no_work() {
 fn an_unfinished_prepare_is_refused_by_every_reader() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir(d.join("faces")).unwrap();
-    real_faces(&d.join("faces"), 24);
-    let data = d.join("prepared");
-    let (code, _, stderr) = run(bin()
-        .arg("prepare")
-        .arg(d.join("faces"))
-        .arg("--out")
-        .arg(&data));
-    assert_eq!(code, 0, "{stderr}");
+    let data = prepared_faces(d, 24);
     // What an interrupted run leaves: the marker not complete, no manifest yet.
     let marker = data.join(".gender-classifier-prepare.json");
     let text = std::fs::read_to_string(&marker).unwrap();

@@ -14,12 +14,7 @@ use std::process::Command;
 #[test]
 fn eval_writes_reports_that_open_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let faces = dir.path().join("faces");
-    std::fs::create_dir_all(&faces).unwrap();
-    real_faces(&faces, 150);
-    let prepared = dir.path().join("prepared");
-    let (code, _, stderr) = run(bin().arg("prepare").arg(&faces).arg("--out").arg(&prepared));
-    assert_eq!(code, 0, "{stderr}");
+    let prepared = prepared_faces(dir.path(), 150);
     let out = dir.path().join("report");
     let (code, stdout, stderr) = run(bin()
         .args([
@@ -105,12 +100,7 @@ fn eval_writes_reports_that_open_in_chromium() {
 fn calibrate_writes_a_file_that_models_take_and_never_replaces_one() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let faces = d.join("faces");
-    std::fs::create_dir_all(&faces).unwrap();
-    real_faces(&faces, 150);
-    let prepared = d.join("prepared");
-    let (code, _, stderr) = run(bin().arg("prepare").arg(&faces).arg("--out").arg(&prepared));
-    assert_eq!(code, 0, "{stderr}");
+    let prepared = prepared_faces(d, 150);
     let calibrate = |model: &str, out: &Path| {
         run(bin()
             .args(["calibrate", "--model", model, "--data"])
@@ -416,12 +406,7 @@ fn eval_checks_before_the_work_and_names_each_failed_file() {
 fn compare_gives_the_preset_only_to_the_models_that_need_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let faces = d.join("faces");
-    std::fs::create_dir_all(&faces).unwrap();
-    real_faces(&faces, 30);
-    let data = d.join("data");
-    let (code, _, stderr) = run(bin().arg("prepare").arg(&faces).arg("--out").arg(&data));
-    assert_eq!(code, 0, "{stderr}");
+    let data = prepared_faces(d, 30);
     let renamed = d.join("faces-model.onnx");
     std::fs::copy(
         shared("models/gender/insightface-genderage-112.onnx"),

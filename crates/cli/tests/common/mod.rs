@@ -51,6 +51,18 @@ pub fn real_faces(dir: &Path, n: usize) -> Vec<PathBuf> {
     out
 }
 
+/// `n` real faces written into `dir/faces/` and prepared by the binary into `dir/prepared/`
+/// (default seed and split), which is returned.
+pub fn prepared_faces(dir: &Path, n: usize) -> PathBuf {
+    let faces = dir.join("faces");
+    std::fs::create_dir_all(&faces).unwrap();
+    real_faces(&faces, n);
+    let prepared = dir.join("prepared");
+    let (code, _, stderr) = run(bin().arg("prepare").arg(&faces).arg("--out").arg(&prepared));
+    assert_eq!(code, 0, "{stderr}");
+    prepared
+}
+
 pub fn run(cmd: &mut Command) -> (i32, String, String) {
     let Output {
         status,
