@@ -747,6 +747,20 @@ fn an_unfinished_prepare_is_refused_by_every_reader() {
     }
     assert!(!d.join("model").exists() && !d.join("report").exists());
     assert!(!d.join("cal.json").exists());
+    // A split left empty on purpose is said at once (train refused it later, "no val images").
+    let (code, _, stderr) = run(bin()
+        .arg("prepare")
+        .arg(d.join("faces"))
+        .arg("--out")
+        .arg(d.join("held-out"))
+        .args(["--split", "0,0,1"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("note: the train split is empty"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("note: the val split is empty"), "{stderr}");
+    assert!(!stderr.contains("the test split is empty"), "{stderr}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use crate::Status;
 use crate::args::PrepareArgs;
-use crate::out::{out, outln};
+use crate::out::{errln, out, outln};
 use crate::progress::Bar;
 use anyhow::Context;
 use gc_core::{AgeBucket, Gender, Race};
@@ -21,6 +21,20 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<Status> {
     let report = gc_dataset::prepare(&opts, &bar)
         .with_context(|| format!("preparing {}", args.source.display()))?;
     bar.finish();
+    // Allowed (a held-out set alone is `0,0,1`), but the commands that read the folder need
+    // their split: train refused the result later with "no val images".
+    for (split, needed_by) in [
+        (Split::Train, "train"),
+        (Split::Val, "train and calibrate"),
+        (Split::Test, "eval and compare by default"),
+    ] {
+        if !report.rows.iter().any(|r| r.split == split) {
+            errln!(
+                "note: the {} split is empty; {needed_by} need one",
+                split.name()
+            );
+        }
+    }
     if args.json {
         outln!("{}", serde_json::to_string(&json_summary(&report))?);
     } else {
