@@ -2,7 +2,7 @@
 # Reproduces the built-in model (models/builtin/model.safetensors and model.json) from the UTKFace
 # archive in ../shared/data, on a CPU, from the repository root. The weights depend on the seed
 # (42, the default of both commands) and on the number of threads (2 here: the order of
-# floating-point sums changes with it). About 65 minutes on 2 cores (30 epochs of about 2 minutes).
+# floating-point sums changes with it). About 70 minutes on 2 cores (30 epochs of 2-3 minutes).
 set -euo pipefail
 cargo run --release -- prepare ../shared/data/utkface-aligned-64px.tar.gz --out data/utkface-64
 cargo run --release -- train --data data/utkface-64 --arch cnn --out data/builtin-retrained \

@@ -223,7 +223,7 @@ async fn read_image(req: Request, max: usize) -> Result<(String, Vec<u8>), Refus
     image.ok_or_else(|| {
         Refusal(
             StatusCode::BAD_REQUEST,
-            "the form has no file: send the image as a file field (named `image`)".into(),
+            "the form has no file: send the image as a file (any field name), or as a field named `image`".into(),
         )
     })
 }

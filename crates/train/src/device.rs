@@ -71,7 +71,7 @@ fn gpu_device() -> Result<Device, TrainError> {
 fn gpu_device() -> Result<Device, TrainError> {
     Err(TrainError::Config(
         "this build computes on the CPU only; rebuild with the `gpu` feature \
-         (`cargo install --path . --features gpu`, see the README) or use --device cpu"
+         (`cargo install --path crates/cli --features gpu`, see the README) or use --device cpu"
             .into(),
     ))
 }
