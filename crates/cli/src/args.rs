@@ -265,9 +265,10 @@ pub struct FaceArgs {
     #[arg(long, value_name = "KIND")]
     pub detector_kind: Option<String>,
 
-    /// When to look for faces: auto (unless the image looks like a face crop: 256 px or less on
-    /// its long side and at most 4:3) and always need --detector; never classifies the whole
-    /// image as one face (what `sort` takes instead of a detector, for folders of face crops).
+    /// When to look for faces: auto (with --detector, unless the image looks like a face crop:
+    /// 256 px or less on its long side and at most 4:3; without one, whole images), always
+    /// (needs --detector), or never (the whole image is one face; what `sort` takes instead of a
+    /// detector, for folders of face crops).
     #[arg(long, value_enum, default_value_t = Detect::Auto)]
     pub detect: Detect,
 }

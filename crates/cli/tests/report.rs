@@ -400,8 +400,8 @@ fn eval_checks_before_the_work_and_names_each_failed_file() {
 }
 
 /// `compare --preset` serves the ONNX models that need it, and leaves alone a model whose file
-/// name is recognised and one with a spec beside it (the preset was forced on every model, and
-/// such a pair could not be compared).
+/// name is recognised (the preset was forced on every model, and such a pair could not be
+/// compared; a spec beside a model is tested in crates/onnx/tests/errors.rs).
 #[test]
 fn compare_gives_the_preset_only_to_the_models_that_need_it() {
     let dir = tempfile::tempdir().unwrap();

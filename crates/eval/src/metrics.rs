@@ -104,6 +104,9 @@ pub struct Gaps {
     pub tpr: Option<Gap>,
     pub fpr: Option<Gap>,
     pub demographic_parity: Option<Gap>,
+    /// With `min_confidence`: the gap in accuracy on what each group keeps, between groups
+    /// that keep `min_group_for_gaps` images or more (abstaining can hide a gap or move it).
+    pub selective_accuracy: Option<Gap>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -316,10 +319,11 @@ fn table(
         })
         .collect();
     let gaps = Gaps {
-        accuracy: gap(&rows, opts, |r| &r.accuracy),
-        tpr: gap(&rows, opts, |r| &r.tpr),
-        fpr: gap(&rows, opts, |r| &r.fpr),
-        demographic_parity: gap(&rows, opts, |r| &r.female_rate),
+        accuracy: gap(&rows, opts, |r| Some(&r.accuracy)),
+        tpr: gap(&rows, opts, |r| Some(&r.tpr)),
+        fpr: gap(&rows, opts, |r| Some(&r.fpr)),
+        demographic_parity: gap(&rows, opts, |r| Some(&r.female_rate)),
+        selective_accuracy: gap(&rows, opts, |r| r.selective_accuracy.as_ref()),
     };
     GroupTable {
         by: by.to_string(),
@@ -357,12 +361,12 @@ fn row(group: String, members: &[Sample], opts: &EvalOptions) -> GroupRow {
 fn gap(
     rows: &[GroupRow],
     opts: &EvalOptions,
-    rate: impl Fn(&GroupRow) -> &Proportion,
+    rate: impl Fn(&GroupRow) -> Option<&Proportion>,
 ) -> Option<Gap> {
     let eligible: Vec<(&str, f64)> = rows
         .iter()
         .filter_map(|r| {
-            let p = rate(r);
+            let p = rate(r)?;
             (p.n >= opts.min_group_for_gaps).then_some((r.group.as_str(), p.value?))
         })
         .collect();
@@ -526,6 +530,23 @@ mod tests {
         assert_eq!(black.coverage.unwrap().k, 1);
         let indian = race.rows.iter().find(|r| r.group == "indian").unwrap();
         assert_eq!(indian.selective_accuracy.unwrap().value, None);
+        // At 0.65, b (wrong, 0.7) is kept too: white keep 2 right of 3, black and asian 1 of 1;
+        // indian keep nothing and are left out of the gap.
+        let e = evaluate(
+            &six(),
+            &EvalOptions {
+                min_confidence: Some(0.65),
+                ..opts()
+            },
+        );
+        let race = e.groups.iter().find(|g| g.by == "race").unwrap();
+        let kept = race.gaps.selective_accuracy.as_ref().unwrap();
+        assert!(close(kept.value, 1.0 / 3.0), "{kept:?}");
+        assert_eq!(kept.low, "white");
+        assert_eq!(
+            evaluate(&six(), &opts()).groups[1].gaps.selective_accuracy,
+            None
+        );
     }
 
     #[test]

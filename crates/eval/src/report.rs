@@ -114,7 +114,7 @@ impl Report {
         }
         if let Some(first) = self.models.first() {
             for (t, table) in first.evaluation.groups.iter().enumerate() {
-                if is_unknown(table) {
+                if is_unknown(&self.models, t) {
                     let _ = writeln!(
                         s,
                         "\n## Accuracy by {}\n\n{}",
@@ -228,7 +228,7 @@ impl Report {
         let _ = write!(s, "</div>");
         if let Some(first) = self.models.first() {
             for (t, table) in first.evaluation.groups.iter().enumerate() {
-                if is_unknown(table) {
+                if is_unknown(&self.models, t) {
                     let _ = write!(
                         s,
                         "<h2>Accuracy by {}</h2><p>{}</p>",
@@ -383,23 +383,30 @@ fn group_eces(models: &[ModelResult], t: usize) -> Vec<(&str, Vec<String>)> {
         .collect()
 }
 
-/// A group table with no image in any group: the images' ages or races are not known (a folder
-/// of class folders whose file names do not carry them). Its rows were all `| 0 | – |`.
-fn is_unknown(table: &GroupTable) -> bool {
-    table.rows.iter().all(|r| r.n == 0)
+/// Group table `t` with no image in any group for any model: the images' ages or races are not
+/// known (a folder of class folders whose file names do not carry them), or none is in the
+/// table's range. Its rows were all `| 0 | – |`.
+fn is_unknown(models: &[ModelResult], t: usize) -> bool {
+    models
+        .iter()
+        .all(|m| m.evaluation.groups[t].rows.iter().all(|r| r.n == 0))
 }
 
 fn unknown_text(table: &GroupTable) -> String {
-    format!(
-        "No image here has a known {}: there is no manifest.csv, and the file names carry no \
-         UTKFace labels.",
-        table.by.split(',').next().unwrap_or(&table.by)
-    )
+    match table.by.split_once(", ") {
+        // `race, ages 20-69`: races may be known, with no adult among the images.
+        Some((by, range)) => format!("No image here has a known {by} and {range}."),
+        None => format!(
+            "No image here has a known {}: there is no manifest.csv, and the file names carry \
+             no UTKFace labels.",
+            table.by
+        ),
+    }
 }
 
 /// With `--min-confidence`: each group's share kept and accuracy on what is kept, then the gap
-/// in that accuracy between groups with 20 kept images or more. Abstentions fall unevenly too,
-/// and the overall two figures hid it (they were only in report.json). `None` without it.
+/// in that accuracy (`Gaps::selective_accuracy`). Abstentions fall unevenly too, and the overall
+/// two figures hid it (the groups' were only in report.json). `None` without it.
 fn group_kept(models: &[ModelResult], t: usize) -> Option<Vec<(String, Vec<String>)>> {
     let first = models.first()?;
     if models.iter().all(|m| m.evaluation.coverage.is_none()) {
@@ -414,7 +421,9 @@ fn group_kept(models: &[ModelResult], t: usize) -> Option<Vec<(String, Vec<Strin
             cells.extend(models.iter().map(|m| {
                 let g = &m.evaluation.groups[t].rows[r];
                 match (&g.coverage, &g.selective_accuracy) {
-                    (Some(c), Some(a)) => format!("{} kept, {} right", pct(c.value), pct(a.value)),
+                    (Some(c), Some(a)) if g.n > 0 => {
+                        format!("{} kept, {} right", pct(c.value), pct(a.value))
+                    }
                     _ => "–".into(),
                 }
             }));
@@ -423,25 +432,7 @@ fn group_kept(models: &[ModelResult], t: usize) -> Option<Vec<(String, Vec<Strin
         .collect();
     let gaps = models
         .iter()
-        .map(|m| {
-            let kept: Vec<(&str, f64)> = m.evaluation.groups[t]
-                .rows
-                .iter()
-                .filter_map(|g| {
-                    let a = g.selective_accuracy.as_ref()?;
-                    (a.n >= 20).then_some((g.group.as_str(), a.value?))
-                })
-                .collect();
-            let low = kept.iter().min_by(|a, b| a.1.total_cmp(&b.1));
-            let high = kept.iter().max_by(|a, b| a.1.total_cmp(&b.1));
-            match (low, high) {
-                (Some(l), Some(h)) if kept.len() > 1 => {
-                    format!("{:.1} pts ({} to {})", (h.1 - l.1) * 100.0, l.0, h.0)
-                }
-                _ => "–".into(),
-            }
-        })
-        .collect::<Vec<_>>();
+        .map(|m| gap_text(m.evaluation.groups[t].gaps.selective_accuracy.as_ref()));
     let mut last = vec![String::new()];
     last.extend(gaps);
     rows.push(("gap in accuracy on what is kept".into(), last));
@@ -707,6 +698,23 @@ mod tests {
         assert!(md.contains("No image here has a known age:"), "{md}");
         let html = r.to_html(&HashMap::new());
         assert!(!html.contains("<td>0</td>"), "{html}");
+        // Races known, no adult: the adults' table says so, not that nothing is known.
+        let children: Vec<Sample> = (0..4)
+            .map(|i| Sample {
+                id: format!("{i}.jpg"),
+                truth: Gender::Female,
+                p_female: 0.7,
+                age: Some(5),
+                race: Some(Race::Asian),
+            })
+            .collect();
+        r.models[0].evaluation = evaluate(&children, &EvalOptions::default());
+        let md = r.to_markdown();
+        assert!(
+            md.contains("No image here has a known race and ages 20-69."),
+            "{md}"
+        );
+        assert!(md.contains("| asian | 4 |"), "{md}");
     }
 
     /// With --min-confidence, each group's share kept and accuracy on what is kept are in the

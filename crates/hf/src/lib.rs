@@ -235,15 +235,6 @@ impl HfClassifier {
                 SUPPORTED_ARCHITECTURES.join(", ")
             )));
         }
-        // Read after config.json is known good: a broken or unsupported config.json was reported
-        // as a missing preprocessor_config.json, sending the user to write the wrong file.
-        let preprocessor_path = dir.join(PREPROCESSOR_FILE);
-        let preprocessor_text = read_text(
-            &preprocessor_path,
-            "preprocessing config (preprocessor_config.json)",
-        )?;
-        let preprocessor =
-            Preprocessor::from_json(&preprocessor_text, &preprocessor_path.display().to_string())?;
 
         // Architecture-specific config, labels and input size; the weights come last, because
         // they are the expensive part and everything else can be refused before reading them.
@@ -258,6 +249,16 @@ impl HfClassifier {
                 "num_channels {channels}: only RGB (3) models are supported"
             )));
         }
+        // Read once all of config.json is known good: a broken or unsupported config.json was
+        // reported as a missing preprocessor_config.json, sending the user to write the wrong
+        // file.
+        let preprocessor_path = dir.join(PREPROCESSOR_FILE);
+        let preprocessor_text = read_text(
+            &preprocessor_path,
+            "preprocessing config (preprocessor_config.json)",
+        )?;
+        let preprocessor =
+            Preprocessor::from_json(&preprocessor_text, &preprocessor_path.display().to_string())?;
         if let Some(out) = preprocessor.fixed_output()
             && out != [h, w]
         {

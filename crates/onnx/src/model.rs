@@ -412,6 +412,13 @@ fn resolve_spec(
     let sidecar = PreprocessSpec::sidecar_path(path);
     if sidecar.exists() {
         let spec = PreprocessSpec::from_json_file(&sidecar)?;
+        if let Some((_, name)) = asked {
+            tracing::warn!(
+                "{}: --preset {name} not used: the spec beside the model is ({})",
+                path.display(),
+                sidecar.display()
+            );
+        }
         return Ok((spec, SpecSource::File(sidecar)));
     }
     if let Some((spec, name)) = asked {

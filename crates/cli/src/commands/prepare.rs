@@ -26,11 +26,11 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<Status> {
     for (split, needed_by) in [
         (Split::Train, "train"),
         (Split::Val, "train and calibrate"),
-        (Split::Test, "eval and compare by default"),
+        (Split::Test, "eval and compare (by default)"),
     ] {
         if !report.rows.iter().any(|r| r.split == split) {
             errln!(
-                "note: the {} split is empty; {needed_by} need one",
+                "note: the {} split is empty; it is needed by {needed_by}",
                 split.name()
             );
         }
