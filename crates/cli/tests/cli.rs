@@ -766,12 +766,15 @@ fn an_unfinished_prepare_is_refused_by_every_reader() {
 #[test]
 fn settings_that_mean_nothing_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = run(bin()
-        .args(["train", "--data"])
-        .arg(dir.path())
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .args(["--workers", "100000"]));
+    let train = |option: &str, value: &str| {
+        run(bin()
+            .args(["train", "--data"])
+            .arg(dir.path())
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .args([option, value]))
+    };
+    let (code, _, stderr) = train("--workers", "100000");
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("--workers") && stderr.contains("100000") && stderr.contains("1024"),
@@ -779,12 +782,7 @@ fn settings_that_mean_nothing_are_refused() {
     );
     assert!(!dir.path().join("out").exists());
     // A patience of 0 stopped after the first epoch, "no better validation loss for 0 epochs".
-    let (code, _, stderr) = run(bin()
-        .args(["train", "--data"])
-        .arg(dir.path())
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .args(["--patience", "0"]));
+    let (code, _, stderr) = train("--patience", "0");
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--patience"), "{stderr}");
     // A batch of 0 images was taken as 1 by predict, eval and calibrate, refused by train.

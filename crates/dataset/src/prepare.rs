@@ -523,14 +523,17 @@ fn content_problem(content: &Content, limits: &DecodeLimits) -> Option<String> {
     if gc_pipeline::decode::supported_format(&content.head).is_none() {
         return Some("not a JPEG, PNG, WebP, BMP, GIF or TIFF image (by its content)".into());
     }
-    let Some(bytes) = &content.bytes else {
-        return Some(format!(
-            "a file of {} bytes, larger than any image within the limits ({} bytes)",
-            content.len,
-            limits.max_file_bytes()
-        ));
+    let e = match &content.bytes {
+        // Not kept: larger than the decoder reads (its own error, as for a file given alone).
+        None => gc_pipeline::decode::DecodeError::FileTooLarge {
+            path: Default::default(),
+            size: content.len,
+            max: limits.max_file_bytes(),
+        },
+        Some(bytes) => {
+            gc_pipeline::decode::decode_rgb_bytes_with_limits(bytes, "", limits).err()?
+        }
     };
-    let e = gc_pipeline::decode::decode_rgb_bytes_with_limits(bytes, "", limits).err()?;
     // The error names the file first; the rejected row names it already.
     Some(e.to_string().trim_start_matches(": ").to_string())
 }

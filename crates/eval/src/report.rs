@@ -270,39 +270,17 @@ impl Report {
                 }
                 let _ = write!(
                     s,
-                    "</table><h3>Expected calibration error by {}</h3><table><tr><th>group</th><th>n</th>",
+                    "</table><h3>Expected calibration error by {}</h3>",
                     esc(&table.by)
                 );
-                for m in &self.models {
-                    let _ = write!(s, "<th>{}</th>", esc(&m.name));
-                }
-                let _ = write!(s, "</tr>");
-                for (group, cells) in group_eces(&self.models, t) {
-                    let _ = write!(s, "<tr><td>{}</td>", esc(group));
-                    for c in cells {
-                        let _ = write!(s, "<td>{}</td>", esc(&c));
-                    }
-                    let _ = write!(s, "</tr>");
-                }
-                let _ = write!(s, "</table>");
+                html_group_table(&mut s, &self.models, group_eces(&self.models, t));
                 if let Some(rows) = group_kept(&self.models, t) {
                     let _ = write!(
                         s,
-                        "<h3>Kept at the minimum confidence, by {}</h3><p>Share of the group kept; accuracy on what is kept.</p><table><tr><th>group</th><th>n</th>",
+                        "<h3>Kept at the minimum confidence, by {}</h3><p>Share of the group kept; accuracy on what is kept.</p>",
                         esc(&table.by)
                     );
-                    for m in &self.models {
-                        let _ = write!(s, "<th>{}</th>", esc(&m.name));
-                    }
-                    let _ = write!(s, "</tr>");
-                    for (group, cells) in rows {
-                        let _ = write!(s, "<tr><td>{}</td>", esc(&group));
-                        for c in cells {
-                            let _ = write!(s, "<td>{}</td>", esc(&c));
-                        }
-                        let _ = write!(s, "</tr>");
-                    }
-                    let _ = write!(s, "</table>");
+                    html_group_table(&mut s, &self.models, rows);
                 }
             }
         }
@@ -381,6 +359,28 @@ fn group_eces(models: &[ModelResult], t: usize) -> Vec<(&str, Vec<String>)> {
             (row.group.as_str(), cells)
         })
         .collect()
+}
+
+/// A table of groups: `group`, `n` and a column per model; each row is the group's name and its
+/// cells (`n` first).
+fn html_group_table<G: AsRef<str>>(
+    s: &mut String,
+    models: &[ModelResult],
+    rows: impl IntoIterator<Item = (G, Vec<String>)>,
+) {
+    let _ = write!(s, "<table><tr><th>group</th><th>n</th>");
+    for m in models {
+        let _ = write!(s, "<th>{}</th>", esc(&m.name));
+    }
+    let _ = write!(s, "</tr>");
+    for (group, cells) in rows {
+        let _ = write!(s, "<tr><td>{}</td>", esc(group.as_ref()));
+        for c in cells {
+            let _ = write!(s, "<td>{}</td>", esc(&c));
+        }
+        let _ = write!(s, "</tr>");
+    }
+    let _ = write!(s, "</table>");
 }
 
 /// Group table `t` with no image in any group for any model: the images' ages or races are not

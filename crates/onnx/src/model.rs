@@ -391,24 +391,22 @@ fn resolve_spec(
     path: &Path,
     preset_name: Option<&str>,
 ) -> Result<(PreprocessSpec, SpecSource), ModelError> {
-    let asked = match preset_name {
-        None => None,
-        Some(name) => {
-            let known = presets().iter().find(|p| p.name == name);
-            match known.and_then(|p| preset(p.name).map(|s| (s, p.name))) {
-                Some(found) => Some(found),
-                None => {
-                    return Err(ModelError::Format {
-                        path: path.display().to_string(),
-                        reason: format!(
-                            "unknown preset {name:?}; the presets are {}",
-                            preset_names()
-                        ),
-                    });
-                }
-            }
-        }
-    };
+    // An unknown name is refused even where a spec beside the model would be used.
+    let asked = preset_name
+        .map(|name| {
+            presets()
+                .iter()
+                .find(|p| p.name == name)
+                .and_then(|p| preset(p.name).map(|s| (s, p.name)))
+                .ok_or_else(|| ModelError::Format {
+                    path: path.display().to_string(),
+                    reason: format!(
+                        "unknown preset {name:?}; the presets are {}",
+                        preset_names()
+                    ),
+                })
+        })
+        .transpose()?;
     let sidecar = PreprocessSpec::sidecar_path(path);
     if sidecar.exists() {
         let spec = PreprocessSpec::from_json_file(&sidecar)?;

@@ -446,12 +446,27 @@ pub fn update_detector_record(dst: &Path, given: &str, loaded: &str) -> Result<b
         return Ok(false);
     }
     recorded.detector = Some(loaded.to_string());
-    let json = serde_json::to_vec_pretty(&recorded).expect("settings serialise");
+    write_settings(dst, &recorded, Replace::Yes)?;
+    Ok(true)
+}
+
+enum Replace {
+    Yes,
+    /// A settings file that appeared meanwhile is not replaced.
+    No,
+}
+
+/// `DST/sort.json`, written whole: a temporary file put in place.
+fn write_settings(dst: &Path, settings: &Settings, replace: Replace) -> Result<(), SortError> {
+    let path = dst.join(SETTINGS_FILE);
+    let json = serde_json::to_vec_pretty(settings).expect("settings serialise");
     let tmp = place::temp_in(dst).map_err(|e| SortError::io(dst, e))?;
     std::fs::write(tmp.path(), json).map_err(|e| SortError::io(&path, e))?;
-    tmp.persist(&path)
-        .map_err(|e| SortError::io(&path, e.error))?;
-    Ok(true)
+    match replace {
+        Replace::Yes => tmp.persist(&path).map(drop),
+        Replace::No => tmp.persist_noclobber(&path).map(drop),
+    }
+    .map_err(|e| SortError::io(&path, e.error))
 }
 
 fn check_settings(dst: &Path, settings: &Settings) -> Result<(), SortError> {
@@ -484,12 +499,7 @@ fn check_settings(dst: &Path, settings: &Settings) -> Result<(), SortError> {
                     ),
                 });
             }
-            let json = serde_json::to_vec_pretty(settings).expect("settings serialise");
-            let tmp = place::temp_in(dst).map_err(|e| SortError::io(dst, e))?;
-            std::fs::write(tmp.path(), json).map_err(|e| SortError::io(&path, e))?;
-            tmp.persist_noclobber(&path)
-                .map_err(|e| SortError::io(&path, e.error))?;
-            Ok(())
+            write_settings(dst, settings, Replace::No)
         }
         Err(e) => Err(SortError::io(&path, e)),
     }

@@ -1,6 +1,5 @@
 //! One file per subcommand, and the model and detector loading they share.
 
-use crate::out::errln;
 mod calibrate;
 mod eval;
 mod predict;
@@ -11,6 +10,7 @@ pub mod train;
 
 use crate::Status;
 use crate::args::{Command, Detect, FaceArgs, ModelArgs};
+use crate::out::errln;
 use anyhow::{Context, bail};
 use gc_classify::ModelSpec;
 use gc_classify::photos::DetectMode;
