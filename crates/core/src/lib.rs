@@ -7,6 +7,7 @@
 pub mod classifier;
 pub mod folder;
 pub mod malloc;
+pub mod matmul;
 
 pub use classifier::{
     ClassLabel, Classifier, ModelError, RgbView, gender_of_label, gender_probabilities, map_labels,

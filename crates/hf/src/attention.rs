@@ -1,5 +1,5 @@
 //! Multi-head self-attention computed on the fused QKV projection's values in place, with the
-//! `gemm` crate that flex itself calls (through `gc_models::matmul`).
+//! `gemm` crate that flex itself calls (through `gc_core::matmul`).
 //!
 //! Why not burn's `attention` (flex's `attention_naive`): it takes four-dimensional
 //! `[batch, heads, tokens, head_dim]` inputs, so query, key and value are each sliced out of the
@@ -107,13 +107,13 @@ unsafe fn matmul(
 ) {
     // SAFETY: as the caller promises.
     unsafe {
-        gc_models::matmul::gemm_f32(
+        gc_core::matmul::gemm_f32(
             [m, n, k],
             (dst, dst_row, 1),
             (lhs, lhs_row, 1),
             (rhs, rhs_row, rhs_col),
             false,
-            gc_models::matmul::Parallelism::None,
+            gc_core::matmul::Parallelism::None,
         );
     }
 }

@@ -15,7 +15,6 @@
 //! other backends keep burn's `Conv2d::forward`.
 
 use crate::flex::{on_flex, tensor, values};
-use crate::matmul::Parallelism;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -28,6 +27,7 @@ use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, ba
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
+use gc_core::matmul::Parallelism;
 use rayon::prelude::*;
 
 #[backend_extension(Flex, Autodiff)]
@@ -443,7 +443,7 @@ fn gemm_f32(
     // holds `n * k` values either way round), and `dst` is borrowed mutably, so no one else writes it meanwhile.
     #[allow(unsafe_code)]
     unsafe {
-        crate::matmul::gemm_f32(
+        gc_core::matmul::gemm_f32(
             [m, n, k],
             (dst.as_mut_ptr(), n, 1),
             (lhs.as_ptr(), k, 1),

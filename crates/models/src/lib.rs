@@ -9,8 +9,7 @@
 //!
 //! [`batch_norm`], [`conv`] and [`max_pool`] are the layers they use on the CPU (`flex`), with
 //! kernels of our own where burn's were the slow part of a training step or of inference; each
-//! falls back to burn's layer elsewhere. [`matmul`] is their one call into the `gemm` crate, which
-//! gc-hf's attention uses too.
+//! falls back to burn's layer elsewhere; they call `gemm` through `gc_core::matmul`.
 //!
 //! Normalisation (mean/std) is part of a model's config and applied inside `forward`, so a caller
 //! always feeds `[0, 1]` pixels and cannot pair a model with the wrong statistics.
@@ -23,7 +22,6 @@ pub mod cnn;
 pub mod conv;
 pub mod efficientnet_lite0;
 mod flex;
-pub mod matmul;
 pub mod max_pool;
 #[cfg(test)]
 mod testing;

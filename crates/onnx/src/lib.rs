@@ -10,12 +10,16 @@
 //!    gets `dlib-cydral-gender-v1`).
 //!
 //! Without any of them loading fails with a `ModelError::Format` that shows [`SPEC_SCHEMA`].
+//!
+//! Plain convolutions run as im2col and `gemm` rather than tract's own kernel (`conv.rs` says why).
 
+pub mod conv;
 mod model;
 mod preprocess;
 mod presets;
 pub mod read;
 mod spec;
+mod winograd;
 
 pub use model::{DEFAULT_BATCH, OnnxClassifier, RawOutput, SpecSource};
 pub use presets::{Preset, preset, preset_for_file, presets};

@@ -233,6 +233,13 @@ impl OnnxClassifier {
             .model
             .clone()
             .with_input_fact(0, f32::fact(shape).into())
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .and_then(|mut m| {
+                let replaced = crate::conv::use_gemm_convolutions(&mut m)?;
+                debug!(model = %self.path, replaced, "convolutions run with gemm");
+                Ok(m)
+            })
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| ModelError::Format {

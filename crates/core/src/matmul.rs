@@ -1,5 +1,5 @@
-//! The one call into the `gemm` crate (the matrix kernel that flex itself uses), shared by our
-//! convolutions and gc-hf's attention: `gemm::gemm` takes nineteen positional arguments, easy to
+//! The one call into the `gemm` crate (the matrix kernel that flex itself uses), shared by
+//! gc-models' convolutions, gc-hf's attention and gc-onnx's convolutions: `gemm::gemm` takes nineteen positional arguments, easy to
 //! get wrong in two places, so they are written out once here.
 
 pub use gemm::Parallelism;

@@ -1,0 +1,520 @@
+//! Convolutions of ONNX models run by our own operator, in place of tract's: im2col and one `gemm`
+//! call per image, or Winograd's F(2x2, 3x3) (`winograd.rs`) for 3x3 kernels of stride 1.
+//!
+//! Why: tract 0.23 runs a plain convolution (no groups) as its lazy im2col feeding its own matrix
+//! kernel, and that kernel is the slow part of the ONNX models we ship presets for: on the
+//! yu4u WRN-16-8 (16 such convolutions, 12 GFLOP an image) a single-thread run took 260 ms on a
+//! Xeon (AVX-512), of which about 150 ms in tract's 16x12 and 16x8 kernels and 50 ms gathering
+//! patches, where unfolding the same convolutions and multiplying them with the `gemm` crate (the
+//! kernel our burn models use, `gc_core::matmul`) took 100 + 45 ms. Against onnxruntime on 2
+//! threads (`benches/onnx_vs_onnxruntime.rs`) yu4u went from 0.49 of its images/s to 0.77 with
+//! im2col and 1.07 with Winograd, dlib's model from 0.84 to 1.25.
+//!
+//! [`use_gemm_convolutions`] swaps the operator in a decluttered graph (batch norms already
+//! folded into the weights), so the rest of tract's optimisation runs around it unchanged. What
+//! tract's declutter has already turned into something else keeps tract's kernels: 1x1
+//! convolutions of stride 1 (a matrix product, EinSum) and depthwise ones (InsightFace's).
+
+use crate::winograd;
+use gc_core::matmul::{Parallelism, gemm_f32};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::PoolSpec;
+use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
+
+/// Replaces every convolution of `model` that [`GemmConv`] can run; returns how many it replaced.
+pub fn use_gemm_convolutions(model: &mut TypedModel) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = &model.nodes[id];
+        let Some(conv) = node.op_as::<Conv>() else {
+            continue;
+        };
+        let input = model.outlet_fact(node.inputs[0])?;
+        let kernel = model.outlet_fact(node.inputs[1])?;
+        if !GemmConv::can_run(conv, input, kernel) {
+            continue;
+        }
+        let op = GemmConv::new(conv.pool_spec.clone(), kernel.konst.as_deref())?;
+        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
+        patch.apply(model)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+/// Input channels below which a 3x3 convolution stays im2col: with few channels the matrix
+/// products are small beside Winograd's transforms (InsightFace's first layer, 3 channels, took
+/// 4.7% of its run time that way).
+const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+/// A 2-D convolution without groups on f32 NCHW data and an OIHW kernel: inputs are the data, the
+/// kernel and the bias (a scalar or one value per output channel), as tract's `Conv` takes them.
+#[derive(Debug, Clone)]
+pub struct GemmConv {
+    pool_spec: PoolSpec,
+    /// For a 3x3 convolution of stride 1 whose kernel is a constant: the kernel transformed for
+    /// [`winograd`], which then replaces im2col (the kernel input is not read).
+    winograd: Option<Arc<winograd::Kernels>>,
+}
+
+// tract compares and hashes operators to merge identical nodes; the transformed kernel is
+// compared by identity, since it is derived from the kernel input the node has anyway.
+impl PartialEq for GemmConv {
+    fn eq(&self, other: &Self) -> bool {
+        self.pool_spec == other.pool_spec
+            && match (&self.winograd, &other.winograd) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (a, b) => a.is_none() && b.is_none(),
+            }
+    }
+}
+
+impl Eq for GemmConv {}
+
+impl std::hash::Hash for GemmConv {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.pool_spec.hash(state);
+        self.winograd.as_ref().map(Arc::as_ptr).hash(state);
+    }
+}
+
+impl GemmConv {
+    /// `kernel`: the kernel's value where it is a constant (OIHW f32).
+    fn new(pool_spec: PoolSpec, kernel: Option<&Tensor>) -> TractResult<GemmConv> {
+        let winograd = match kernel {
+            Some(k)
+                if pool_spec.kernel_shape.as_slice() == [3, 3]
+                    && pool_spec.input_channels >= WINOGRAD_MIN_CHANNELS
+                    && pool_spec.strides().iter().all(|s| *s == 1)
+                    && pool_spec.dilations().iter().all(|d| *d == 1)
+                    && k.shape() == [pool_spec.output_channels, pool_spec.input_channels, 3, 3] =>
+            {
+                let values = k.try_as_plain_ram()?.as_slice::<f32>()?;
+                Some(Arc::new(winograd::Kernels::new(
+                    values,
+                    pool_spec.output_channels,
+                    pool_spec.input_channels,
+                )))
+            }
+            _ => None,
+        };
+        Ok(GemmConv {
+            pool_spec,
+            winograd,
+        })
+    }
+
+    fn can_run(conv: &Conv, input: &TypedFact, kernel: &TypedFact) -> bool {
+        conv.group == 1
+            && conv.q_params.is_none()
+            && conv.kernel_fmt == KernelFormat::OIHW
+            && conv.pool_spec.data_format == DataFormat::NCHW
+            && conv.pool_spec.rank() == 2
+            && input.datum_type == f32::datum_type()
+            && kernel.datum_type == f32::datum_type()
+            && input.rank() == 4
+    }
+
+    /// Output size, padding before, stride and dilation of each spatial axis, for an input of
+    /// `hw` pixels.
+    fn geometry(&self, hw: [usize; 2]) -> [Axis2; 2] {
+        let padded = self.pool_spec.computed_padding(&hw);
+        [0, 1].map(|a| Axis2 {
+            input: hw[a],
+            output: padded[a].convoluted,
+            pad: padded[a].pad_before,
+            stride: self.pool_spec.stride(a),
+            dilation: self.pool_spec.dilation(a),
+        })
+    }
+}
+
+/// One spatial axis of the convolution.
+#[derive(Debug, Clone, Copy)]
+struct Axis2 {
+    input: usize,
+    output: usize,
+    pad: usize,
+    stride: usize,
+    dilation: usize,
+}
+
+impl Axis2 {
+    /// The output positions whose input position, `o * stride + tap * dilation - pad`, lies inside
+    /// the input.
+    fn valid(&self, tap: usize) -> std::ops::Range<usize> {
+        let offset = tap * self.dilation;
+        let first = self.pad.saturating_sub(offset).div_ceil(self.stride);
+        // Largest o with o * stride + offset - pad <= input - 1.
+        let end = if self.input + self.pad > offset {
+            ((self.input + self.pad - offset - 1) / self.stride + 1).min(self.output)
+        } else {
+            0
+        };
+        first.min(end)..end
+    }
+
+    /// Padding none, stride and dilation one: the input itself is its im2col for a 1x1 kernel.
+    fn is_identity(&self) -> bool {
+        self.pad == 0 && self.stride == 1 && self.output == self.input
+    }
+}
+
+impl Op for GemmConv {
+    fn name(&self) -> StaticName {
+        "GemmConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(self.pool_spec.info())
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for GemmConv {
+    op_out_of_plan!();
+
+    #[allow(unsafe_code)]
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (data, kernel, bias) = args_3!(inputs);
+        let &[n, c, h, w] = data.shape() else {
+            bail!("GemmConv takes NCHW data, got shape {:?}", data.shape());
+        };
+        let &[out_c, kernel_c, kh, kw] = kernel.shape() else {
+            bail!(
+                "GemmConv takes an OIHW kernel, got shape {:?}",
+                kernel.shape()
+            );
+        };
+        ensure!(
+            kernel_c == c,
+            "kernel for {kernel_c} channels, data has {c}"
+        );
+        let bias = bias.cast_to::<f32>()?;
+        let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
+        ensure!(
+            bias.len() == 1 || bias.len() == out_c,
+            "bias of {} values",
+            bias.len()
+        );
+        let [y, x] = self.geometry([h, w]);
+        let (k, plane) = (c * kh * kw, y.output * x.output);
+        let data = data.try_as_plain_ram()?.as_slice::<f32>()?;
+        let kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
+        // Every value starts as its channel's bias, which the products are added to.
+        let mut out = Vec::with_capacity(n * out_c * plane);
+        for row in 0..n * out_c {
+            out.resize(out.len() + plane, bias[row % out_c % bias.len()]);
+        }
+        let identity = kh == 1 && kw == 1 && y.is_identity() && x.is_identity();
+        // Inside a rayon task the caller already spreads images over the threads (gc-classify's
+        // batches); a plan run from a plain thread (one image, a cold start) spreads the matrix.
+        let parallelism = match rayon::current_thread_index() {
+            Some(_) => Parallelism::None,
+            None => Parallelism::Rayon(rayon::current_num_threads()),
+        };
+        for (image, dst) in data
+            .chunks_exact(c * h * w)
+            .zip(out.chunks_exact_mut(out_c * plane))
+        {
+            let mut multiply = |rhs: &[f32]| {
+                // SAFETY: dst is [out_c, plane], kernel [out_c, k] and rhs [k, plane], all
+                // row-major and exactly that long; dst is this thread's alone.
+                unsafe {
+                    gemm_f32(
+                        [plane, out_c, k],
+                        (dst.as_mut_ptr(), 1, plane),
+                        (rhs.as_ptr(), 1, plane),
+                        (kernel.as_ptr(), 1, k),
+                        true,
+                        parallelism,
+                    );
+                }
+            };
+            if let Some(kernels) = &self.winograd {
+                ensure!(
+                    kernels.out_channels() == out_c,
+                    "transformed kernel for other channels"
+                );
+                let frame = winograd::Frame {
+                    input: [h, w],
+                    pad: [y.pad, x.pad],
+                    output: [y.output, x.output],
+                };
+                COLUMNS.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut scratch) => {
+                        winograd::convolve(kernels, image, frame, dst, &mut scratch, parallelism)
+                    }
+                    Err(_) => {
+                        winograd::convolve(kernels, image, frame, dst, &mut Vec::new(), parallelism)
+                    }
+                });
+            } else if identity {
+                multiply(image);
+            } else {
+                // The im2col matrix of one image, [c * kh * kw, plane]: tens of MB for the
+                // large layers, so each thread keeps one buffer rather than allocating and
+                // zeroing it per image (page faults and memset were a tenth of the run).
+                let mut unfold = |col: &mut Vec<f32>| {
+                    if col.len() < k * plane {
+                        col.resize(k * plane, 0.0);
+                    }
+                    let col = &mut col[..k * plane];
+                    im2col(image, [c, kh, kw], [y, x], col);
+                    multiply(col);
+                };
+                // Borrowed already only if this thread were to run a second convolution in
+                // the middle of this one (it never waits on rayon with the buffer held).
+                COLUMNS.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut col) => unfold(&mut col),
+                    Err(_) => unfold(&mut Vec::new()),
+                });
+            }
+        }
+        let out = tract_ndarray::Array4::from_shape_vec((n, out_c, y.output, x.output), out)?;
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for GemmConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 3, "GemmConv takes data, kernel and bias");
+        self.pool_spec.output_facts(inputs)
+    }
+
+    as_op!();
+}
+
+thread_local! {
+    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Unfolds one CHW image into `col`, `[c * kh * kw, out_h * out_w]` row-major, zeros where a tap
+/// falls in the padding. Every value of `col` is written.
+fn im2col(image: &[f32], [c, kh, kw]: [usize; 3], [y, x]: [Axis2; 2], col: &mut [f32]) {
+    let plane = y.output * x.output;
+    let mut rows = col.chunks_exact_mut(plane);
+    for channel in image.chunks_exact(y.input * x.input) {
+        for ky in 0..kh {
+            let (ys, dy) = (y.valid(ky), (ky * y.dilation) as isize - y.pad as isize);
+            for kx in 0..kw {
+                let (xs, dx) = (x.valid(kx), (kx * x.dilation) as isize - x.pad as isize);
+                let Some(row) = rows.next() else { return };
+                for (oy, dst) in row.chunks_exact_mut(x.output).enumerate() {
+                    if xs.is_empty() || !ys.contains(&oy) {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    dst[..xs.start].fill(0.0);
+                    dst[xs.end..].fill(0.0);
+                    let iy = (oy * y.stride) as isize + dy;
+                    let src = &channel[iy as usize * x.input..][..x.input];
+                    let first = (xs.start * x.stride) as isize + dx;
+                    if x.stride == 1 {
+                        dst[xs.clone()].copy_from_slice(&src[first as usize..][..xs.len()]);
+                    } else {
+                        for (i, ox) in xs.clone().enumerate() {
+                            dst[ox] = src[first as usize + i * x.stride];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    debug_assert!(rows.next().is_none(), "{c} channels filled");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The convolution written as its definition, for comparison.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        data: &[f32],
+        [c, h, w]: [usize; 3],
+        kernel: &[f32],
+        [o, kh, kw]: [usize; 3],
+        bias: f32,
+        [sy, sx]: [usize; 2],
+        [py, px]: [usize; 2],
+        d: usize,
+        [oh, ow]: [usize; 2],
+    ) -> Vec<f32> {
+        let mut out = vec![bias; o * oh * ow];
+        for oc in 0..o {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut sum = 0.0;
+                    for ic in 0..c {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * sy + ky * d) as isize - py as isize;
+                                let ix = (ox * sx + kx * d) as isize - px as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                sum += data[(ic * h + iy as usize) * w + ix as usize]
+                                    * kernel[((oc * c + ic) * kh + ky) * kw + kx];
+                            }
+                        }
+                    }
+                    out[(oc * oh + oy) * ow + ox] += sum;
+                }
+            }
+        }
+        out
+    }
+
+    /// Convolution nodes of a shared model's decluttered graph: (tract's group-1, tract's grouped,
+    /// ours), after [`use_gemm_convolutions`].
+    fn counts_after_swap(file: &str) -> (usize, usize, usize) {
+        let path = gc_testdata::shared_dir().join("models/gender").join(file);
+        let model = crate::read::read_model(&path).expect("read the shared model");
+        let shape = if file.starts_with("insightface") {
+            112
+        } else if file.starts_with("dlib") {
+            32
+        } else {
+            64
+        };
+        let mut model = model
+            .with_input_fact(0, f32::fact([1, 3, shape, shape]).into())
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .unwrap();
+        let replaced = use_gemm_convolutions(&mut model).unwrap();
+        let convs = |group_1: bool| {
+            model
+                .nodes
+                .iter()
+                .filter(|n| n.op_as::<Conv>().is_some_and(|c| (c.group == 1) == group_1))
+                .count()
+        };
+        let ours = model.nodes.iter().filter(|n| n.op_is::<GemmConv>()).count();
+        assert_eq!(replaced, ours);
+        (convs(true), convs(false), ours)
+    }
+
+    #[test]
+    fn every_plain_convolution_of_the_preset_models_is_replaced() {
+        // What is left of the convolutions once decluttered: tract turns a 1x1 convolution of
+        // stride 1 into a matrix product (EinSum) of its own, and keeps its depthwise kernel.
+        // yu4u: 16 convolutions, one of them 1x1 of stride 1; dlib: 4 of 3x3; InsightFace: a 3x3
+        // one, 13 depthwise and 13 pointwise.
+        assert_eq!(
+            counts_after_swap("yu4u-wrn16-8-agegender-64.onnx"),
+            (0, 0, 15)
+        );
+        assert_eq!(
+            counts_after_swap("dlib-cydral-gender-v1.opset13.onnx"),
+            (0, 0, 4)
+        );
+        assert_eq!(
+            counts_after_swap("insightface-genderage-112.onnx"),
+            (0, 13, 1)
+        );
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| {
+                ((i.wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 200) as f32 / 100.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_the_definition_for_strides_paddings_and_odd_sizes() {
+        // (channels, height, width, out channels, kernel, stride, padding, dilation)
+        for (c, h, w, o, k, s, p, d) in [
+            (3, 7, 9, 4, 3, 1, 1, 1),
+            (2, 8, 8, 5, 3, 2, 1, 1),
+            (3, 9, 6, 2, 3, 2, 0, 1),
+            (4, 5, 5, 3, 1, 1, 0, 1),
+            (4, 6, 7, 3, 1, 2, 0, 1),
+            (1, 4, 4, 2, 5, 1, 2, 1),
+            (2, 3, 3, 2, 3, 3, 2, 1),
+            (2, 9, 8, 3, 3, 1, 2, 2),
+            (2, 9, 10, 3, 3, 2, 1, 3),
+            (5, 6, 5, 3, 3, 1, 0, 1),
+            (16, 7, 9, 5, 3, 1, 1, 1),
+            (16, 6, 5, 3, 3, 1, 0, 1),
+            (17, 8, 8, 6, 3, 1, 2, 1),
+        ] {
+            let data = values(2 * c * h * w, 1);
+            let kernel = values(o * c * k * k, 7);
+            let reach = d * (k - 1) + 1;
+            let out_h = (h + 2 * p - reach) / s + 1;
+            let out_w = (w + 2 * p - reach) / s + 1;
+            let spec = PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec![k, k],
+                padding: tract_onnx::tract_core::ops::cnn::PaddingSpec::Explicit(
+                    tvec![p, p],
+                    tvec![p, p],
+                ),
+                dilations: Some(tvec![d, d]),
+                strides: Some(tvec![s, s]),
+                input_channels: c,
+                output_channels: o,
+            };
+            let kernel_tensor = Tensor::from_shape(&[o, c, k, k], &kernel).unwrap();
+            // Through im2col, and through Winograd where it applies (3x3, stride 1, enough channels).
+            let winograd = k == 3 && s == 1 && d == 1 && c >= WINOGRAD_MIN_CHANNELS;
+            let ops = [
+                GemmConv::new(spec.clone(), None).unwrap(),
+                GemmConv::new(spec, Some(&kernel_tensor)).unwrap(),
+            ];
+            assert!(ops[0].winograd.is_none());
+            assert_eq!(ops[1].winograd.is_some(), winograd);
+            for op in ops {
+                let got = op
+                    .eval(
+                        &EvalContext::out_of_plan(),
+                        tvec![
+                            Tensor::from_shape(&[2, c, h, w], &data)
+                                .unwrap()
+                                .into_tvalue(),
+                            kernel_tensor.clone().into_tvalue(),
+                            tensor0(0.25f32).into_tvalue(),
+                        ],
+                    )
+                    .unwrap()
+                    .remove(0);
+                assert_eq!(got.shape(), &[2, o, out_h, out_w]);
+                let got = got.try_as_plain_ram().unwrap();
+                let got = got.as_slice::<f32>().unwrap();
+                for image in 0..2 {
+                    let want = naive(
+                        &data[image * c * h * w..][..c * h * w],
+                        [c, h, w],
+                        &kernel,
+                        [o, k, k],
+                        0.25,
+                        [s, s],
+                        [p, p],
+                        d,
+                        [out_h, out_w],
+                    );
+                    let got = &got[image * want.len()..][..want.len()];
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() < 1e-4,
+                            "{c}x{h}x{w} k{k} s{s} p{p} d{d} winograd {}: {g} vs {w}",
+                            op.winograd.is_some()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
