@@ -195,8 +195,12 @@ impl EvalOp for GemmConv {
             );
         };
         ensure!(
-            kernel_c == c,
-            "kernel for {kernel_c} channels, data has {c}"
+            kernel_c == c
+                && out_c == self.pool_spec.output_channels
+                && [kh, kw] == self.pool_spec.kernel_shape.as_slice(),
+            "kernel of shape {:?} for a {:?} convolution of {c} channels",
+            kernel.shape(),
+            self.pool_spec.kernel_shape
         );
         let bias = bias.cast_to::<f32>()?;
         let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
@@ -207,6 +211,12 @@ impl EvalOp for GemmConv {
         );
         let [y, x] = self.geometry([h, w]);
         let (k, plane) = (c * kh * kw, y.output * x.output);
+        // Zero-sized chunks would panic below; a graph can ask for this (a kernel wider than
+        // the padded input), and tract's own convolution would give an empty tensor.
+        ensure!(
+            plane > 0 && k > 0 && h * w > 0 && out_c > 0,
+            "a convolution with no output position or no input ({c}x{h}x{w} data, {kh}x{kw} kernel)"
+        );
         let data = data.try_as_plain_ram()?.as_slice::<f32>()?;
         let kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
         // Every value starts as its channel's bias, which the products are added to.
@@ -249,33 +259,20 @@ impl EvalOp for GemmConv {
                     pad: [y.pad, x.pad],
                     output: [y.output, x.output],
                 };
-                COLUMNS.with(|cell| match cell.try_borrow_mut() {
-                    Ok(mut scratch) => {
-                        winograd::convolve(kernels, image, frame, dst, &mut scratch, parallelism)
-                    }
-                    Err(_) => {
-                        winograd::convolve(kernels, image, frame, dst, &mut Vec::new(), parallelism)
-                    }
+                with_scratch(|scratch| {
+                    winograd::convolve(kernels, image, frame, dst, scratch, parallelism)
                 });
             } else if identity {
                 multiply(image);
             } else {
-                // The im2col matrix of one image, [c * kh * kw, plane]: tens of MB for the
-                // large layers, so each thread keeps one buffer rather than allocating and
-                // zeroing it per image (page faults and memset were a tenth of the run).
-                let mut unfold = |col: &mut Vec<f32>| {
+                // The im2col matrix of one image, [c * kh * kw, plane].
+                with_scratch(|col| {
                     if col.len() < k * plane {
                         col.resize(k * plane, 0.0);
                     }
                     let col = &mut col[..k * plane];
                     im2col(image, [c, kh, kw], [y, x], col);
                     multiply(col);
-                };
-                // Borrowed already only if this thread were to run a second convolution in
-                // the middle of this one (it never waits on rayon with the buffer held).
-                COLUMNS.with(|cell| match cell.try_borrow_mut() {
-                    Ok(mut col) => unfold(&mut col),
-                    Err(_) => unfold(&mut Vec::new()),
                 });
             }
         }
@@ -293,8 +290,31 @@ impl TypedOp for GemmConv {
     as_op!();
 }
 
+/// Floats of scratch a thread keeps between convolutions (32 MB): yu4u's largest im2col matrix
+/// is 4.7M floats and its largest Winograd buffers 4.2M.
+const KEPT_SCRATCH: usize = 8 << 20;
+
 thread_local! {
-    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer (its contents unspecified; `f` grows it as needed).
+/// Why kept: the large layers need tens of MB a call, and allocating and faulting them in per
+/// image and layer was a tenth of yu4u's run time; a buffer past [`KEPT_SCRATCH`] is freed after
+/// use, so a thread keeps at most that much, whatever the model.
+fn with_scratch(f: impl FnOnce(&mut Vec<f32>)) {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            f(&mut buf);
+            if buf.capacity() > KEPT_SCRATCH {
+                *buf = Vec::new();
+            }
+        }
+        // Borrowed only if this thread began a convolution inside another. While gemm spreads
+        // a product over rayon's pool from outside it, this thread only waits; a worker thread
+        // runs its products itself (Parallelism::None). A buffer of its own keeps it right anyway.
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 /// Unfolds one CHW image into `col`, `[c * kh * kw, out_h * out_w]` row-major, zeros where a tap
@@ -335,6 +355,7 @@ fn im2col(image: &[f32], [c, kh, kw]: [usize; 3], [y, x]: [Axis2; 2], col: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tract_onnx::tract_core::ops::cnn::PaddingSpec;
 
     /// The convolution written as its definition, for comparison.
     #[allow(clippy::too_many_arguments)]
@@ -375,8 +396,8 @@ mod tests {
     }
 
     /// Convolution nodes of a shared model's decluttered graph: (tract's group-1, tract's grouped,
-    /// ours), after [`use_gemm_convolutions`].
-    fn counts_after_swap(file: &str) -> (usize, usize, usize) {
+    /// ours, ours by Winograd), after [`use_gemm_convolutions`].
+    fn counts_after_swap(file: &str) -> (usize, usize, usize, usize) {
         let path = gc_testdata::shared_dir().join("models/gender").join(file);
         let model = crate::read::read_model(&path).expect("read the shared model");
         let shape = if file.starts_with("insightface") {
@@ -400,27 +421,33 @@ mod tests {
                 .count()
         };
         let ours = model.nodes.iter().filter(|n| n.op_is::<GemmConv>()).count();
+        let winograd = model
+            .nodes
+            .iter()
+            .filter(|n| n.op_as::<GemmConv>().is_some_and(|c| c.winograd.is_some()))
+            .count();
         assert_eq!(replaced, ours);
-        (convs(true), convs(false), ours)
+        (convs(true), convs(false), ours, winograd)
     }
 
     #[test]
     fn every_plain_convolution_of_the_preset_models_is_replaced() {
         // What is left of the convolutions once decluttered: tract turns a 1x1 convolution of
         // stride 1 into a matrix product (EinSum) of its own, and keeps its depthwise kernel.
-        // yu4u: 16 convolutions, one of them 1x1 of stride 1; dlib: 4 of 3x3; InsightFace: a 3x3
-        // one, 13 depthwise and 13 pointwise.
+        // yu4u: 16 convolutions, one of them 1x1 of stride 1, 11 3x3 of stride 1 (the first on 3
+        // channels: not Winograd); dlib: 4 of 3x3 of stride 1, the first on 3 channels;
+        // InsightFace: a 3x3 one on 3 channels, 13 depthwise and 13 pointwise.
         assert_eq!(
             counts_after_swap("yu4u-wrn16-8-agegender-64.onnx"),
-            (0, 0, 15)
+            (0, 0, 15, 10)
         );
         assert_eq!(
             counts_after_swap("dlib-cydral-gender-v1.opset13.onnx"),
-            (0, 0, 4)
+            (0, 0, 4, 3)
         );
         assert_eq!(
             counts_after_swap("insightface-genderage-112.onnx"),
-            (0, 13, 1)
+            (0, 13, 1, 0)
         );
     }
 
@@ -434,33 +461,40 @@ mod tests {
 
     #[test]
     fn matches_the_definition_for_strides_paddings_and_odd_sizes() {
-        // (channels, height, width, out channels, kernel, stride, padding, dilation)
-        for (c, h, w, o, k, s, p, d) in [
-            (3, 7, 9, 4, 3, 1, 1, 1),
-            (2, 8, 8, 5, 3, 2, 1, 1),
-            (3, 9, 6, 2, 3, 2, 0, 1),
-            (4, 5, 5, 3, 1, 1, 0, 1),
-            (4, 6, 7, 3, 1, 2, 0, 1),
-            (1, 4, 4, 2, 5, 1, 2, 1),
-            (2, 3, 3, 2, 3, 3, 2, 1),
-            (2, 9, 8, 3, 3, 1, 2, 2),
-            (2, 9, 10, 3, 3, 2, 1, 3),
-            (5, 6, 5, 3, 3, 1, 0, 1),
-            (16, 7, 9, 5, 3, 1, 1, 1),
-            (16, 6, 5, 3, 3, 1, 0, 1),
-            (17, 8, 8, 6, 3, 1, 2, 1),
+        // (channels, height, width, out channels, kernel, stride, padding before and after as
+        // [y, x], dilation)
+        let same = |p: usize| ([p, p], [p, p]);
+        for (c, h, w, o, k, s, (before, after), d) in [
+            (3, 7, 9, 4, 3, 1, same(1), 1),
+            (2, 8, 8, 5, 3, 2, same(1), 1),
+            (3, 9, 6, 2, 3, 2, same(0), 1),
+            (4, 5, 5, 3, 1, 1, same(0), 1),
+            (4, 6, 7, 3, 1, 2, same(0), 1),
+            (1, 4, 4, 2, 5, 1, same(2), 1),
+            (2, 3, 3, 2, 3, 3, same(2), 1),
+            (2, 9, 8, 3, 3, 1, same(2), 2),
+            (2, 9, 10, 3, 3, 2, same(1), 3),
+            (5, 6, 5, 3, 3, 1, same(0), 1),
+            // yu4u's stride-2 layers: SAME_UPPER, nothing before and one after.
+            (3, 8, 8, 4, 3, 2, ([0, 0], [1, 1]), 1),
+            (3, 7, 6, 2, 3, 1, ([0, 1], [2, 0]), 1),
+            (16, 7, 9, 5, 3, 1, same(1), 1),
+            (16, 6, 5, 3, 3, 1, same(0), 1),
+            (17, 8, 8, 6, 3, 1, same(2), 1),
+            (16, 7, 6, 2, 3, 1, ([0, 1], [2, 0]), 1),
+            (16, 5, 8, 3, 3, 1, ([2, 0], [0, 3]), 1),
         ] {
             let data = values(2 * c * h * w, 1);
             let kernel = values(o * c * k * k, 7);
             let reach = d * (k - 1) + 1;
-            let out_h = (h + 2 * p - reach) / s + 1;
-            let out_w = (w + 2 * p - reach) / s + 1;
+            let out_h = (h + before[0] + after[0] - reach) / s + 1;
+            let out_w = (w + before[1] + after[1] - reach) / s + 1;
             let spec = PoolSpec {
                 data_format: DataFormat::NCHW,
                 kernel_shape: tvec![k, k],
-                padding: tract_onnx::tract_core::ops::cnn::PaddingSpec::Explicit(
-                    tvec![p, p],
-                    tvec![p, p],
+                padding: PaddingSpec::Explicit(
+                    tvec![before[0], before[1]],
+                    tvec![after[0], after[1]],
                 ),
                 dilations: Some(tvec![d, d]),
                 strides: Some(tvec![s, s]),
@@ -501,7 +535,7 @@ mod tests {
                         [o, k, k],
                         0.25,
                         [s, s],
-                        [p, p],
+                        before,
                         d,
                         [out_h, out_w],
                     );
@@ -509,12 +543,44 @@ mod tests {
                     for (g, w) in got.iter().zip(&want) {
                         assert!(
                             (g - w).abs() < 1e-4,
-                            "{c}x{h}x{w} k{k} s{s} p{p} d{d} winograd {}: {g} vs {w}",
+                            "{c}x{h}x{w} k{k} s{s} pad {before:?} {after:?} d{d} winograd {}: {g} vs {w}",
                             op.winograd.is_some()
                         );
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn an_empty_output_is_an_error_not_a_panic() {
+        // A 3x3 kernel over 2x2 pixels without padding has no output position.
+        let spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec![3, 3],
+            padding: PaddingSpec::Valid,
+            dilations: None,
+            strides: None,
+            input_channels: 16,
+            output_channels: 2,
+        };
+        let kernel = Tensor::from_shape(&[2, 16, 3, 3], &values(2 * 16 * 9, 3)).unwrap();
+        for op in [
+            GemmConv::new(spec.clone(), None).unwrap(),
+            GemmConv::new(spec, Some(&kernel)).unwrap(),
+        ] {
+            let result = op.eval(
+                &EvalContext::out_of_plan(),
+                tvec![
+                    Tensor::from_shape(&[1, 16, 2, 2], &values(64, 1))
+                        .unwrap()
+                        .into_tvalue(),
+                    kernel.clone().into_tvalue(),
+                    tensor0(0f32).into_tvalue(),
+                ],
+            );
+            let err = result.expect_err("no output position");
+            assert!(format!("{err:#}").contains("no output"), "{err:#}");
         }
     }
 }

@@ -2,9 +2,10 @@
 //! output from a 4x4 block of input with 16 multiplications per input and output channel pair
 //! instead of 36, as 16 matrix products (one per position in the transformed 4x4 block).
 //!
-//! Why: such convolutions are most of the arithmetic of the yu4u WRN-16-8 (12 of its 16
-//! convolutions, 11 of its 12 GFLOP an image), and after [`crate::conv`] moved them to `gemm` the
-//! matrix products were still over half its run time. With 2.25 times fewer multiplications, one
+//! Why: such convolutions are most of the arithmetic of the yu4u WRN-16-8 (11 of its 16
+//! convolutions, 10 of them with 16 input channels or more and 11 of its 12 GFLOP an image), and
+//! after [`crate::conv`] moved them to `gemm` the matrix products were still over half its run
+//! time. With 2.25 times fewer multiplications, one
 //! thread went from 6.7 to 9.0 images/s (`examples/onnx_eval.rs`, RAYON_NUM_THREADS=1). The
 //! transforms are those of Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks"
 //! (2016); they round differently from a direct sum, within the 1e-4 of the parity test against
