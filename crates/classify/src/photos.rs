@@ -234,6 +234,14 @@ fn classify_prepared(model: &dyn Classifier, prepared: Vec<Prepared>) -> Vec<Pho
             let msg = format!("model returned {} results for {n} images", rows.len());
             return fail_all(prepared, &msg);
         }
+        // One face can fail a run of many (scores that are not numbers for it alone): each photo
+        // is classified alone then, so that only the photos holding such a face fail.
+        Err(_) if prepared.iter().filter(|p| p.result.is_ok()).count() > 1 => {
+            return prepared
+                .into_iter()
+                .flat_map(|p| classify_prepared(model, vec![p]))
+                .collect();
+        }
         Err(msg) => return fail_all(prepared, &msg),
     };
     let mut rows = rows.into_iter();
@@ -293,5 +301,69 @@ mod tests {
         assert!(!looks_like_face_crop(200, 100));
         assert!(!looks_like_face_crop(1024, 768));
         assert!(!looks_like_face_crop(0, 0));
+    }
+
+    /// Fails any run that holds a crop 3 pixels wide.
+    struct FailsOnWidth3(Vec<gc_core::ClassLabel>);
+
+    impl Classifier for FailsOnWidth3 {
+        fn name(&self) -> &str {
+            "fails-on-width-3"
+        }
+        fn labels(&self) -> &[gc_core::ClassLabel] {
+            &self.0
+        }
+        fn classify(&self, images: &[RgbView<'_>]) -> Result<Vec<Vec<f32>>, gc_core::ModelError> {
+            if images.iter().any(|v| v.width == 3) {
+                return Err(gc_core::ModelError::Run("scores [NaN, NaN]".into()));
+            }
+            Ok(images.iter().map(|_| vec![0.25, 0.75]).collect())
+        }
+    }
+
+    #[test]
+    fn a_face_that_fails_its_run_fails_only_its_photo() {
+        let model = FailsOnWidth3(
+            [
+                ("female", gc_core::Gender::Female),
+                ("male", gc_core::Gender::Male),
+            ]
+            .map(|(name, gender)| gc_core::ClassLabel {
+                name: name.into(),
+                gender,
+            })
+            .to_vec(),
+        );
+        let crop = |width: u32| Crop {
+            bbox: [0.0; 4],
+            score: 1.0,
+            width,
+            height: 2,
+            pixels: vec![0; width as usize * 6],
+        };
+        let photo = |name: &str, widths: &[u32]| Prepared {
+            path: name.into(),
+            size: Some((100, 100)),
+            result: Ok((false, widths.iter().map(|w| crop(*w)).collect())),
+        };
+        let out = classify_prepared(
+            &model,
+            vec![
+                photo("a.jpg", &[2, 4]),
+                photo("b.jpg", &[2, 3]),
+                photo("c.jpg", &[5]),
+            ],
+        );
+        let faces = |o: &PhotoOutcome| match &o.result {
+            Ok(Verdict::Faces(f)) => Ok(f.len()),
+            Ok(Verdict::Whole(_)) => Err("whole".to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        assert_eq!(faces(&out[0]), Ok(2));
+        assert_eq!(
+            faces(&out[1]),
+            Err("inference failed: scores [NaN, NaN]".to_string())
+        );
+        assert_eq!(faces(&out[2]), Ok(1));
     }
 }

@@ -143,15 +143,21 @@ fn classify_decoded(model: &dyn Classifier, decoded: Vec<Decoded>) -> Vec<Outcom
     } else {
         model.classify(&views).map_err(|e| e.to_string())
     };
+    let n = views.len();
+    drop(views);
     let mut rows = match rows {
-        Ok(rows) if rows.len() == views.len() => rows.into_iter(),
+        Ok(rows) if rows.len() == n => rows.into_iter(),
         Ok(rows) => {
-            let msg = format!(
-                "model returned {} results for {} images",
-                rows.len(),
-                views.len()
-            );
+            let msg = format!("model returned {} results for {n} images", rows.len());
             return fail_all(decoded, &msg);
+        }
+        // One image can fail a run of many (scores that are not numbers for it alone): each is
+        // classified alone then, so that only the images that fail are reported as failed.
+        Err(_) if n > 1 => {
+            return decoded
+                .into_iter()
+                .map(|d| classify_alone(model, d))
+                .collect();
         }
         Err(msg) => return fail_all(decoded, &msg),
     };
@@ -168,6 +174,22 @@ fn classify_decoded(model: &dyn Classifier, decoded: Vec<Decoded>) -> Vec<Outcom
         .collect()
 }
 
+fn classify_alone(model: &dyn Classifier, (path, decoded): Decoded) -> Outcome {
+    let result = decoded.and_then(|img| {
+        let view = RgbView {
+            width: img.width(),
+            height: img.height(),
+            pixels: img.as_raw(),
+        };
+        let row = model.classify(&[view]).map_err(|e| e.to_string())?;
+        match row.as_slice() {
+            [row] => Ok(Prediction::from_row(model, row)),
+            rows => Err(format!("model returned {} results for 1 image", rows.len())),
+        }
+    });
+    Outcome { path, result }
+}
+
 fn fail_all(decoded: Vec<Decoded>, msg: &str) -> Vec<Outcome> {
     decoded
         .into_iter()
@@ -181,6 +203,65 @@ fn fail_all(decoded: Vec<Decoded>, msg: &str) -> Vec<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gc_core::{ClassLabel, Gender, ModelError};
+
+    /// Fails any run that holds an image 3 pixels wide, as a model whose scores for one image
+    /// are not numbers fails the whole run.
+    struct FailsOnWidth3(Vec<ClassLabel>);
+
+    impl Classifier for FailsOnWidth3 {
+        fn name(&self) -> &str {
+            "fails-on-width-3"
+        }
+        fn labels(&self) -> &[ClassLabel] {
+            &self.0
+        }
+        fn classify(&self, images: &[RgbView<'_>]) -> Result<Vec<Vec<f32>>, ModelError> {
+            if images.iter().any(|v| v.width == 3) {
+                return Err(ModelError::Run("scores [NaN, NaN]".into()));
+            }
+            Ok(images.iter().map(|_| vec![0.75, 0.25]).collect())
+        }
+    }
+
+    #[test]
+    fn an_image_that_fails_its_run_fails_alone() {
+        let model = FailsOnWidth3(vec![
+            ClassLabel {
+                name: "female".into(),
+                gender: Gender::Female,
+            },
+            ClassLabel {
+                name: "male".into(),
+                gender: Gender::Male,
+            },
+        ]);
+        let image = |w| Ok(image::RgbImage::new(w, 2));
+        let decoded: Vec<Decoded> = vec![
+            ("a.jpg".into(), image(2)),
+            ("b.jpg".into(), image(3)),
+            ("c.jpg".into(), Err("truncated".to_string())),
+            ("d.jpg".into(), image(4)),
+        ];
+        let out = classify_decoded(&model, decoded);
+        let results: Vec<_> = out
+            .iter()
+            .map(|o| o.result.as_ref().map(|p| p.label))
+            .collect();
+        assert_eq!(results[0], Ok(Gender::Female));
+        assert_eq!(
+            results[1],
+            Err(&"inference failed: scores [NaN, NaN]".to_string())
+        );
+        assert_eq!(results[2], Err(&"truncated".to_string()));
+        assert_eq!(results[3], Ok(Gender::Female));
+        // Alone, the failing image still fails with the model's message.
+        let out = classify_decoded(&model, vec![("b.jpg".into(), image(3))]);
+        assert_eq!(
+            out[0].result.as_ref().unwrap_err(),
+            "inference failed: scores [NaN, NaN]"
+        );
+    }
 
     #[test]
     fn reasons_lose_the_path_and_trailing_space() {

@@ -306,8 +306,14 @@ impl OnnxClassifier {
                     Scores::Probabilities => renormalise(scores),
                 };
                 if p.len() != k || p.iter().any(|v| !v.is_finite()) {
+                    // The caller names the image; a position is only news within a run of several.
+                    let which = if n > 1 {
+                        format!("image {} of the run: ", i + 1)
+                    } else {
+                        String::new()
+                    };
                     return Err(ModelError::Run(format!(
-                        "{}: image {i}: scores {scores:?} do not make probabilities{}",
+                        "{}: {which}scores {scores:?} do not make probabilities{}",
                         self.path,
                         if self.spec.output.scores == Scores::Probabilities {
                             " (are they logits? say \"scores\": \"logits\" in the spec)"
