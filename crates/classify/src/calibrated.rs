@@ -191,37 +191,12 @@ fn scale_by_gender(row: &mut [f32], labels: &[ClassLabel], temperature: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Fixed;
-
-    impl Classifier for Fixed {
-        fn name(&self) -> &str {
-            "fixed"
-        }
-        fn labels(&self) -> &[ClassLabel] {
-            static LABELS: std::sync::OnceLock<Vec<ClassLabel>> = std::sync::OnceLock::new();
-            LABELS.get_or_init(|| {
-                vec![
-                    ClassLabel {
-                        name: "female".into(),
-                        gender: Gender::Female,
-                    },
-                    ClassLabel {
-                        name: "male".into(),
-                        gender: Gender::Male,
-                    },
-                ]
-            })
-        }
-        fn classify(&self, images: &[RgbView<'_>]) -> Result<Vec<Vec<f32>>, ModelError> {
-            Ok(images.iter().map(|_| vec![0.9, 0.1]).collect())
-        }
-    }
+    use crate::testing::Scripted;
 
     #[test]
     fn scales_every_row_and_names_the_temperature() {
-        let model = TemperatureScaled::new(Box::new(Fixed), 2.0);
-        assert_eq!(model.name(), "fixed+T2.00");
+        let model = TemperatureScaled::new(Box::new(Scripted(|_| Some(vec![0.9, 0.1]))), 2.0);
+        assert_eq!(model.name(), "scripted+T2.00");
         let px = [0u8; 3];
         let view = RgbView::new(1, 1, &px).unwrap();
         let rows = model.classify(&[view, view]).unwrap();

@@ -12,6 +12,8 @@ pub mod model;
 pub mod photos;
 pub mod place;
 pub mod run;
+#[cfg(test)]
+mod testing;
 pub mod tta;
 
 pub use inputs::{Input, expand};

@@ -303,37 +303,10 @@ mod tests {
         assert!(!looks_like_face_crop(0, 0));
     }
 
-    /// Fails any run that holds a crop 3 pixels wide.
-    struct FailsOnWidth3(Vec<gc_core::ClassLabel>);
-
-    impl Classifier for FailsOnWidth3 {
-        fn name(&self) -> &str {
-            "fails-on-width-3"
-        }
-        fn labels(&self) -> &[gc_core::ClassLabel] {
-            &self.0
-        }
-        fn classify(&self, images: &[RgbView<'_>]) -> Result<Vec<Vec<f32>>, gc_core::ModelError> {
-            if images.iter().any(|v| v.width == 3) {
-                return Err(gc_core::ModelError::Run("scores [NaN, NaN]".into()));
-            }
-            Ok(images.iter().map(|_| vec![0.25, 0.75]).collect())
-        }
-    }
-
     #[test]
     fn a_face_that_fails_its_run_fails_only_its_photo() {
-        let model = FailsOnWidth3(
-            [
-                ("female", gc_core::Gender::Female),
-                ("male", gc_core::Gender::Male),
-            ]
-            .map(|(name, gender)| gc_core::ClassLabel {
-                name: name.into(),
-                gender,
-            })
-            .to_vec(),
-        );
+        // A run holding a crop 3 pixels wide fails.
+        let model = crate::testing::Scripted(|v| (v.width != 3).then(|| vec![0.25, 0.75]));
         let crop = |width: u32| Crop {
             bbox: [0.0; 4],
             score: 1.0,

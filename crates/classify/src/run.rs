@@ -203,39 +203,13 @@ fn fail_all(decoded: Vec<Decoded>, msg: &str) -> Vec<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gc_core::{ClassLabel, Gender, ModelError};
-
-    /// Fails any run that holds an image 3 pixels wide, as a model whose scores for one image
-    /// are not numbers fails the whole run.
-    struct FailsOnWidth3(Vec<ClassLabel>);
-
-    impl Classifier for FailsOnWidth3 {
-        fn name(&self) -> &str {
-            "fails-on-width-3"
-        }
-        fn labels(&self) -> &[ClassLabel] {
-            &self.0
-        }
-        fn classify(&self, images: &[RgbView<'_>]) -> Result<Vec<Vec<f32>>, ModelError> {
-            if images.iter().any(|v| v.width == 3) {
-                return Err(ModelError::Run("scores [NaN, NaN]".into()));
-            }
-            Ok(images.iter().map(|_| vec![0.75, 0.25]).collect())
-        }
-    }
+    use crate::testing::Scripted;
+    use gc_core::Gender;
 
     #[test]
     fn an_image_that_fails_its_run_fails_alone() {
-        let model = FailsOnWidth3(vec![
-            ClassLabel {
-                name: "female".into(),
-                gender: Gender::Female,
-            },
-            ClassLabel {
-                name: "male".into(),
-                gender: Gender::Male,
-            },
-        ]);
+        // A run holding an image 3 pixels wide fails.
+        let model = Scripted(|v| (v.width != 3).then(|| vec![0.75, 0.25]));
         let image = |w| Ok(image::RgbImage::new(w, 2));
         let decoded: Vec<Decoded> = vec![
             ("a.jpg".into(), image(2)),
