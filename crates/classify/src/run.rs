@@ -156,7 +156,7 @@ fn classify_decoded(model: &dyn Classifier, decoded: Vec<Decoded>) -> Vec<Outcom
         Err(_) if n > 1 => {
             return decoded
                 .into_iter()
-                .map(|d| classify_alone(model, d))
+                .flat_map(|d| classify_decoded(model, vec![d]))
                 .collect();
         }
         Err(msg) => return fail_all(decoded, &msg),
@@ -172,22 +172,6 @@ fn classify_decoded(model: &dyn Classifier, decoded: Vec<Decoded>) -> Vec<Outcom
             }),
         })
         .collect()
-}
-
-fn classify_alone(model: &dyn Classifier, (path, decoded): Decoded) -> Outcome {
-    let result = decoded.and_then(|img| {
-        let view = RgbView {
-            width: img.width(),
-            height: img.height(),
-            pixels: img.as_raw(),
-        };
-        let row = model.classify(&[view]).map_err(|e| e.to_string())?;
-        match row.as_slice() {
-            [row] => Ok(Prediction::from_row(model, row)),
-            rows => Err(format!("model returned {} results for 1 image", rows.len())),
-        }
-    });
-    Outcome { path, result }
 }
 
 fn fail_all(decoded: Vec<Decoded>, msg: &str) -> Vec<Outcome> {

@@ -1,6 +1,7 @@
 //! The one call into the `gemm` crate (the matrix kernel that flex itself uses), shared by
-//! gc-models' convolutions, gc-hf's attention and gc-onnx's convolutions: `gemm::gemm` takes nineteen positional arguments, easy to
-//! get wrong in two places, so they are written out once here.
+//! gc-models' convolutions, gc-hf's attention and gc-onnx's convolutions: `gemm::gemm` takes
+//! nineteen positional arguments, easy to get wrong in two places, so they are written out once
+//! here.
 
 pub use gemm::Parallelism;
 

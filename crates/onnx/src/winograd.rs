@@ -5,13 +5,14 @@
 //! Why: such convolutions are most of the arithmetic of the yu4u WRN-16-8 (11 of its 16
 //! convolutions, 10 of them with 16 input channels or more and 11 of its 12 GFLOP an image), and
 //! after [`crate::conv`] moved them to `gemm` the matrix products were still over half its run
-//! time. With 2.25 times fewer multiplications, one
-//! thread went from 6.7 to 9.0 images/s (`examples/onnx_eval.rs`, RAYON_NUM_THREADS=1). The
-//! transforms are those of Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks"
-//! (2016); they round differently from a direct sum, within the 1e-4 of the parity test against
-//! onnxruntime (`tests/parity.rs`) and of the unit test against the definition (`conv.rs`).
+//! time. With 2.25 times fewer multiplications, one thread went from 6.7 to 9.0 images/s
+//! (`examples/onnx_eval.rs`, RAYON_NUM_THREADS=1). The transforms are those of Lavin and Gray,
+//! "Fast Algorithms for Convolutional Neural Networks" (2016); they round differently from a
+//! direct sum, within the 1e-4 of the parity test against onnxruntime (`tests/parity.rs`) and of
+//! the unit test against the definition (`conv.rs`).
 
-use gc_core::matmul::{Parallelism, gemm_f32};
+use crate::conv::product;
+use gc_core::matmul::Parallelism;
 
 /// The 16 transformed 4x4 kernels of every (output, input) channel pair, `[16][out][in]`.
 #[derive(Debug)]
@@ -50,10 +51,6 @@ impl Kernels {
             }
         }
         Kernels { u, out_c, in_c }
-    }
-
-    pub fn out_channels(&self) -> usize {
-        self.out_c
     }
 }
 
@@ -134,28 +131,17 @@ pub fn convolve(
         }
     }
 
-    // M[ξ] = U[ξ] V[ξ]: [out_c, tiles] each, computed as Mᵀ = Vᵀ Uᵀ (tiles as rows), the
-    // orientation in which gemm ran these shapes fastest.
+    // M[ξ] = U[ξ] V[ξ]: [out_c, tiles] each.
     let pairs = out_c * in_c;
     for xi in 0..16 {
-        let (u, v, m) = (
+        product(
+            &mut m[xi * out_c * tiles..][..out_c * tiles],
             &kernels.u[xi * pairs..][..pairs],
             &v[xi * in_c * tiles..][..in_c * tiles],
-            &mut m[xi * out_c * tiles..][..out_c * tiles],
+            [out_c, tiles, in_c],
+            false,
+            parallelism,
         );
-        // SAFETY: m is [out_c, tiles], v [in_c, tiles] and u [out_c, in_c], row-major and
-        // exactly that long, read here transposed; m is this thread's alone.
-        #[allow(unsafe_code)]
-        unsafe {
-            gemm_f32(
-                [tiles, out_c, in_c],
-                (m.as_mut_ptr(), 1, tiles),
-                (v.as_ptr(), 1, tiles),
-                (u.as_ptr(), 1, in_c),
-                false,
-                parallelism,
-            );
-        }
     }
 
     // Y = Aᵀ m A for each output channel and tile, Aᵀ = [1 1 1 0; 0 1 -1 -1], added to `out`
