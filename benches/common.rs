@@ -72,3 +72,17 @@ pub fn time_process(
     times.sort();
     Ok(times[times.len() / 2])
 }
+
+/// The median of `values` (the mean of the middle two for an even count; NaN for none).
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}

@@ -5,11 +5,13 @@
 //!   binary re-run as `--cold-child`, what `gender-classifier predict --model M.onnx face.jpg`
 //!   does) and Python's (`onnx_classify.py --one`), median of `--runs` after one unmeasured run;
 //! - throughput: images/s over the first `--images` images of UTKFace's 200px crops, decoding
-//!   included (ours: rayon; theirs: a thread pool), batches of `--batch`, 2 threads each.
+//!   included (ours: rayon; theirs: a thread pool), batches of `--batch`, 2 threads each; ours
+//!   and theirs alternately, median of `--throughput-runs` each.
 //!
 //! ```text
 //! PEER_PYTHON=/path/to/venv/bin/python \
 //!   cargo bench --workspace --bench onnx_vs_onnxruntime -- [--images 1000] [--runs 3] [--batch 64]
+//!   [--throughput-runs 3]
 //! ```
 
 #[path = "common.rs"]
@@ -17,7 +19,7 @@ mod common;
 #[path = "utkface.rs"]
 mod utkface;
 
-use common::{run_child, shared, time_process};
+use common::{median, run_child, shared, time_process};
 use gc_classify::{Input, classify_inputs};
 use gc_core::{Classifier, RgbView};
 use std::path::PathBuf;
@@ -59,10 +61,11 @@ fn main() -> ExitCode {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let (images, runs, batch) = (
+    let (images, runs, batch, throughput_runs) = (
         number("--images", 1000),
         number("--runs", 3),
         number("--batch", 64),
+        number("--throughput-runs", 3).max(1),
     );
     let python = std::env::var("PEER_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR"))
@@ -127,32 +130,45 @@ fn main() -> ExitCode {
                 problem: None,
             })
             .collect();
-        let start = Instant::now();
-        let mut done = 0;
-        classify_inputs(&clf, &inputs, batch, |o| {
-            assert!(o.result.is_ok(), "{:?}", o.result);
-            done += 1;
-        });
-        let ours_rate = done as f64 / start.elapsed().as_secs_f64();
-        let mut cmd = Command::new(&python);
-        cmd.arg(&script)
-            .arg("--model")
-            .arg(&model)
-            .arg("--dir")
-            .arg(tmp.path())
-            .args(["--batch", &batch.to_string(), "--threads", "2"]);
-        match run_child(cmd) {
-            Ok(v) => {
-                let peer_rate = v["images_per_s"].as_f64().unwrap_or(f64::NAN);
-                println!(
-                    "  throughput: ours {ours_rate:7.1} images/s, onnxruntime {peer_rate:7.1} images/s: ratio {:.2}",
-                    ours_rate / peer_rate
-                );
-            }
-            Err(e) => {
-                println!("  throughput: ours {ours_rate:7.1} images/s, onnxruntime skipped: {e}")
+        // Ours and onnxruntime's alternately, `throughput_runs` times each: onnxruntime's own
+        // figure moved by up to a quarter between single runs on the shared machine.
+        let (mut ours, mut peers) = (Vec::new(), Vec::new());
+        for _ in 0..throughput_runs {
+            let start = Instant::now();
+            let mut done = 0;
+            classify_inputs(&clf, &inputs, batch, |o| {
+                assert!(o.result.is_ok(), "{:?}", o.result);
+                done += 1;
+            });
+            ours.push(done as f64 / start.elapsed().as_secs_f64());
+            let mut cmd = Command::new(&python);
+            cmd.arg(&script)
+                .arg("--model")
+                .arg(&model)
+                .arg("--dir")
+                .arg(tmp.path())
+                .args(["--batch", &batch.to_string(), "--threads", "2"]);
+            match run_child(cmd) {
+                Ok(v) => peers.push(v["images_per_s"].as_f64().unwrap_or(f64::NAN)),
+                Err(e) => println!("  onnxruntime skipped: {e}"),
             }
         }
+        let ours_rate = median(&mut ours);
+        if peers.is_empty() {
+            println!("  throughput: ours {ours_rate:7.1} images/s (median of {throughput_runs})");
+            continue;
+        }
+        let peer_rate = median(&mut peers);
+        let ratios: Vec<String> = ours
+            .iter()
+            .zip(&peers)
+            .map(|(o, p)| format!("{:.2}", o / p))
+            .collect();
+        println!(
+            "  throughput (median of {throughput_runs}): ours {ours_rate:7.1} images/s, onnxruntime {peer_rate:7.1} images/s: ratio {:.2} (runs: {})",
+            ours_rate / peer_rate,
+            ratios.join(", ")
+        );
     }
     ExitCode::SUCCESS
 }

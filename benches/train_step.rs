@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 #[path = "common.rs"]
 mod common;
 
-use common::{peak_rss_mib, run_child};
+use common::{median, peak_rss_mib, run_child};
 use std::hint::black_box;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -73,19 +73,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--batch, --steps and --rounds must be >= 1 and --size >= 16".into());
     }
     Ok(args)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 fn builtin_dir() -> std::path::PathBuf {

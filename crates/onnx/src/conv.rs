@@ -13,7 +13,8 @@
 //! [`use_gemm_convolutions`] swaps the operator in a decluttered graph (batch norms already
 //! folded into the weights), so the rest of tract's optimisation runs around it unchanged. What
 //! tract's declutter has already turned into something else keeps tract's kernels: 1x1
-//! convolutions of stride 1 (a matrix product, EinSum) and depthwise ones (InsightFace's).
+//! convolutions of stride 1 (a matrix product, EinSum). Depthwise convolutions (InsightFace's)
+//! have an operator of their own (`depthwise.rs`).
 
 use crate::winograd;
 use gc_core::matmul::{Parallelism, gemm_f32};
@@ -50,7 +51,7 @@ pub fn use_gemm_convolutions(model: &mut TypedModel) -> TractResult<usize> {
 /// 4.7% of its run time that way).
 const WINOGRAD_MIN_CHANNELS: usize = 16;
 
-/// A 2-D convolution without groups on f32 NCHW data and an OIHW kernel: inputs are the data, the
+/// A 2-D convolution without groups on f32 NCHW (or CHW) data and an OIHW kernel: inputs are the data, the
 /// kernel and the bias (a scalar or one value per output channel), as tract's `Conv` takes them.
 #[derive(Debug, Clone)]
 pub struct GemmConv {
@@ -111,35 +112,70 @@ impl GemmConv {
         conv.group == 1
             && conv.q_params.is_none()
             && conv.kernel_fmt == KernelFormat::OIHW
-            && conv.pool_spec.data_format == DataFormat::NCHW
-            && conv.pool_spec.rank() == 2
-            && input.datum_type == f32::datum_type()
+            && channels_first(&conv.pool_spec, input)
             && kernel.datum_type == f32::datum_type()
-            && input.rank() == 4
     }
+}
 
-    /// Output size, padding before, stride and dilation of each spatial axis, for an input of
-    /// `hw` pixels.
-    fn geometry(&self, hw: [usize; 2]) -> [Axis2; 2] {
-        let padded = self.pool_spec.computed_padding(&hw);
-        [0, 1].map(|a| Axis2 {
-            input: hw[a],
-            output: padded[a].convoluted,
-            pad: padded[a].pad_before,
-            stride: self.pool_spec.stride(a),
-            dilation: self.pool_spec.dilation(a),
-        })
+/// Whether the convolution's data is f32 planes, NCHW or CHW (tract's declutter takes the batch
+/// axis away from a batch of one), of two spatial axes.
+pub(crate) fn channels_first(spec: &PoolSpec, input: &TypedFact) -> bool {
+    let rank = match spec.data_format {
+        DataFormat::NCHW => 4,
+        DataFormat::CHW => 3,
+        _ => return false,
+    };
+    spec.rank() == 2 && input.rank() == rank && input.datum_type == f32::datum_type()
+}
+
+/// `[n, c, h, w]` of data laid out as [`channels_first`] accepts, `n` one for CHW.
+pub(crate) fn batch_of_planes(spec: &PoolSpec, shape: &[usize]) -> TractResult<[usize; 4]> {
+    match (spec.data_format.has_n(), shape) {
+        (true, &[n, c, h, w]) => Ok([n, c, h, w]),
+        (false, &[c, h, w]) => Ok([1, c, h, w]),
+        _ => bail!("{:?} data of shape {shape:?}", spec.data_format),
     }
+}
+
+/// The output tensor, `[n, c, h, w]` in the data's layout (without `n` for CHW), its values
+/// written by `fill` where they lie: tract copies a tensor made from a `Vec` or an array (a
+/// tenth of InsightFace's run went to such copies).
+pub(crate) fn output(
+    spec: &PoolSpec,
+    [n, c, h, w]: [usize; 4],
+    fill: impl FnOnce(&mut [f32]),
+) -> TractResult<TValue> {
+    let shape: &[usize] = if spec.data_format.has_n() {
+        &[n, c, h, w]
+    } else {
+        &[c, h, w]
+    };
+    let mut tensor = Tensor::zero::<f32>(shape)?;
+    fill(tensor.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
+    Ok(tensor.into_tvalue())
+}
+
+/// Output size, padding before, stride and dilation of each spatial axis of a convolution over
+/// `hw` pixels.
+pub(crate) fn geometry(pool_spec: &PoolSpec, hw: [usize; 2]) -> [Axis2; 2] {
+    let padded = pool_spec.computed_padding(&hw);
+    [0, 1].map(|a| Axis2 {
+        input: hw[a],
+        output: padded[a].convoluted,
+        pad: padded[a].pad_before,
+        stride: pool_spec.stride(a),
+        dilation: pool_spec.dilation(a),
+    })
 }
 
 /// One spatial axis of the convolution.
 #[derive(Debug, Clone, Copy)]
-struct Axis2 {
-    input: usize,
-    output: usize,
-    pad: usize,
-    stride: usize,
-    dilation: usize,
+pub(crate) struct Axis2 {
+    pub(crate) input: usize,
+    pub(crate) output: usize,
+    pub(crate) pad: usize,
+    pub(crate) stride: usize,
+    pub(crate) dilation: usize,
 }
 
 impl Axis2 {
@@ -184,9 +220,7 @@ impl EvalOp for GemmConv {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (data, kernel, bias) = args_3!(inputs);
-        let &[n, c, h, w] = data.shape() else {
-            bail!("GemmConv takes NCHW data, got shape {:?}", data.shape());
-        };
+        let [n, c, h, w] = batch_of_planes(&self.pool_spec, data.shape())?;
         let &[out_c, kernel_c, kh, kw] = kernel.shape() else {
             bail!(
                 "GemmConv takes an OIHW kernel, got shape {:?}",
@@ -209,7 +243,7 @@ impl EvalOp for GemmConv {
             "bias of {} values",
             bias.len()
         );
-        let [y, x] = self.geometry([h, w]);
+        let [y, x] = geometry(&self.pool_spec, [h, w]);
         let (k, plane) = (c * kh * kw, y.output * x.output);
         // Zero-sized chunks would panic below; a graph can ask for this (a kernel wider than
         // the padded input), and tract's own convolution would give an empty tensor.
@@ -219,11 +253,6 @@ impl EvalOp for GemmConv {
         );
         let data = data.try_as_plain_ram()?.as_slice::<f32>()?;
         let kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
-        // Every value starts as its channel's bias, which the products are added to.
-        let mut out = Vec::with_capacity(n * out_c * plane);
-        for row in 0..n * out_c {
-            out.resize(out.len() + plane, bias[row % out_c % bias.len()]);
-        }
         let identity = kh == 1 && kw == 1 && y.is_identity() && x.is_identity();
         // Inside a rayon task the caller already spreads images over the threads (gc-classify's
         // batches); a plan run from a plain thread (one image, a cold start) spreads the matrix.
@@ -231,35 +260,40 @@ impl EvalOp for GemmConv {
             Some(_) => Parallelism::None,
             None => Parallelism::Rayon(rayon::current_num_threads()),
         };
-        for (image, dst) in data
-            .chunks_exact(c * h * w)
-            .zip(out.chunks_exact_mut(out_c * plane))
-        {
-            if let Some(kernels) = &self.winograd {
-                let frame = winograd::Frame {
-                    input: [h, w],
-                    pad: [y.pad, x.pad],
-                    output: [y.output, x.output],
-                };
-                with_scratch(|scratch| {
-                    winograd::convolve(kernels, image, frame, dst, scratch, parallelism)
-                });
-            } else if identity {
-                product(dst, kernel, image, [out_c, plane, k], true, parallelism);
-            } else {
-                // The im2col matrix of one image, [c * kh * kw, plane].
-                with_scratch(|col| {
-                    if col.len() < k * plane {
-                        col.resize(k * plane, 0.0);
-                    }
-                    let col = &mut col[..k * plane];
-                    im2col(image, [c, kh, kw], [y, x], col);
-                    product(dst, kernel, col, [out_c, plane, k], true, parallelism);
-                });
+        let out = output(&self.pool_spec, [n, out_c, y.output, x.output], |out| {
+            // Every value starts as its channel's bias, which the products are added to.
+            for (row, values) in out.chunks_exact_mut(plane).enumerate() {
+                values.fill(bias[row % out_c % bias.len()]);
             }
-        }
-        let out = tract_ndarray::Array4::from_shape_vec((n, out_c, y.output, x.output), out)?;
-        Ok(tvec!(out.into_tvalue()))
+            for (image, dst) in data
+                .chunks_exact(c * h * w)
+                .zip(out.chunks_exact_mut(out_c * plane))
+            {
+                if let Some(kernels) = &self.winograd {
+                    let frame = winograd::Frame {
+                        input: [h, w],
+                        pad: [y.pad, x.pad],
+                        output: [y.output, x.output],
+                    };
+                    with_scratch(|scratch| {
+                        winograd::convolve(kernels, image, frame, dst, scratch, parallelism)
+                    });
+                } else if identity {
+                    product(dst, kernel, image, [out_c, plane, k], true, parallelism);
+                } else {
+                    // The im2col matrix of one image, [c * kh * kw, plane].
+                    with_scratch(|col| {
+                        if col.len() < k * plane {
+                            col.resize(k * plane, 0.0);
+                        }
+                        let col = &mut col[..k * plane];
+                        im2col(image, [c, kh, kw], [y, x], col);
+                        product(dst, kernel, col, [out_c, plane, k], true, parallelism);
+                    });
+                }
+            }
+        })?;
+        Ok(tvec!(out))
     }
 }
 
@@ -311,7 +345,7 @@ thread_local! {
 /// Why kept: the large layers need tens of MB a call, and allocating and faulting them in per
 /// image and layer was a tenth of yu4u's run time; a buffer past [`KEPT_SCRATCH`] is freed after
 /// use, so a thread keeps at most that much, whatever the model.
-fn with_scratch(f: impl FnOnce(&mut Vec<f32>)) {
+pub(crate) fn with_scratch(f: impl FnOnce(&mut Vec<f32>)) {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             f(&mut buf);
@@ -405,8 +439,9 @@ mod tests {
     }
 
     /// Convolution nodes of a shared model's decluttered graph: (tract's group-1, tract's grouped,
-    /// ours, ours by Winograd), after [`use_gemm_convolutions`].
-    fn counts_after_swap(file: &str) -> (usize, usize, usize, usize) {
+    /// ours, ours by Winograd, our depthwise), after [`use_gemm_convolutions`] and
+    /// [`crate::depthwise::use_depthwise_convolutions`].
+    fn counts_after_swap(file: &str) -> (usize, usize, usize, usize, usize) {
         let path = gc_testdata::shared_dir().join("models/gender").join(file);
         let model = crate::read::read_model(&path).expect("read the shared model");
         let shape = if file.starts_with("insightface") {
@@ -422,6 +457,7 @@ mod tests {
             .and_then(|m| m.into_decluttered())
             .unwrap();
         let replaced = use_gemm_convolutions(&mut model).unwrap();
+        let depthwise = crate::depthwise::use_depthwise_convolutions(&mut model).unwrap();
         let convs = |group_1: bool| {
             model
                 .nodes
@@ -435,28 +471,34 @@ mod tests {
             .iter()
             .filter(|n| n.op_as::<GemmConv>().is_some_and(|c| c.winograd.is_some()))
             .count();
+        let ours_depthwise = model
+            .nodes
+            .iter()
+            .filter(|n| n.op_is::<crate::depthwise::DepthwiseConv>())
+            .count();
         assert_eq!(replaced, ours);
-        (convs(true), convs(false), ours, winograd)
+        assert_eq!(depthwise, ours_depthwise);
+        (convs(true), convs(false), ours, winograd, depthwise)
     }
 
     #[test]
-    fn every_plain_convolution_of_the_preset_models_is_replaced() {
+    fn every_plain_and_depthwise_convolution_of_the_preset_models_is_replaced() {
         // What is left of the convolutions once decluttered: tract turns a 1x1 convolution of
-        // stride 1 into a matrix product (EinSum) of its own, and keeps its depthwise kernel.
+        // stride 1 into a matrix product (EinSum) of its own; depthwise ones are ours too.
         // yu4u: 16 convolutions, one of them 1x1 of stride 1, 11 3x3 of stride 1 (the first on 3
         // channels: not Winograd); dlib: 4 of 3x3 of stride 1, the first on 3 channels;
         // InsightFace: a 3x3 one on 3 channels, 13 depthwise and 13 pointwise.
         assert_eq!(
             counts_after_swap("yu4u-wrn16-8-agegender-64.onnx"),
-            (0, 0, 15, 10)
+            (0, 0, 15, 10, 0)
         );
         assert_eq!(
             counts_after_swap("dlib-cydral-gender-v1.opset13.onnx"),
-            (0, 0, 4, 3)
+            (0, 0, 4, 3, 0)
         );
         assert_eq!(
             counts_after_swap("insightface-genderage-112.onnx"),
-            (0, 13, 1, 0)
+            (0, 0, 1, 0, 13)
         );
     }
 
@@ -519,24 +561,38 @@ mod tests {
             ];
             assert!(ops[0].winograd.is_none());
             assert_eq!(ops[1].winograd.is_some(), winograd);
-            for op in ops {
+            // Each also on a batch of one without its axis (CHW), as tract's declutter leaves it.
+            let chw = ops.clone().map(|mut op| {
+                op.pool_spec.data_format = DataFormat::CHW;
+                op
+            });
+            for (op, images) in ops
+                .into_iter()
+                .map(|op| (op, 2))
+                .chain(chw.map(|op| (op, 1)))
+            {
+                let shape = [2, c, h, w];
                 let got = op
                     .eval(
                         &EvalContext::out_of_plan(),
                         tvec![
-                            Tensor::from_shape(&[2, c, h, w], &data)
-                                .unwrap()
-                                .into_tvalue(),
+                            Tensor::from_shape(
+                                &shape[usize::from(images == 1)..],
+                                &data[..images * c * h * w]
+                            )
+                            .unwrap()
+                            .into_tvalue(),
                             kernel_tensor.clone().into_tvalue(),
                             tensor0(0.25f32).into_tvalue(),
                         ],
                     )
                     .unwrap()
                     .remove(0);
-                assert_eq!(got.shape(), &[2, o, out_h, out_w]);
+                let shape = [2, o, out_h, out_w];
+                assert_eq!(got.shape(), &shape[usize::from(images == 1)..]);
                 let got = got.try_as_plain_ram().unwrap();
                 let got = got.as_slice::<f32>().unwrap();
-                for image in 0..2 {
+                for image in 0..images {
                     let want = naive(
                         &data[image * c * h * w..][..c * h * w],
                         [c, h, w],

@@ -11,9 +11,11 @@
 //!
 //! Without any of them loading fails with a `ModelError::Format` that shows [`SPEC_SCHEMA`].
 //!
-//! Plain convolutions run as im2col and `gemm` rather than tract's own kernel (`conv.rs` says why).
+//! Plain convolutions run as im2col and `gemm` rather than tract's own kernel (`conv.rs` says why),
+//! depthwise ones by a kernel of our own (`depthwise.rs`).
 
 pub mod conv;
+pub mod depthwise;
 mod model;
 mod preprocess;
 mod presets;

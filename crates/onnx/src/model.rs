@@ -237,7 +237,8 @@ impl OnnxClassifier {
             .and_then(|m| m.into_decluttered())
             .and_then(|mut m| {
                 let replaced = crate::conv::use_gemm_convolutions(&mut m)?;
-                debug!(model = %self.path, replaced, "convolutions run with gemm");
+                let depthwise = crate::depthwise::use_depthwise_convolutions(&mut m)?;
+                debug!(model = %self.path, replaced, depthwise, "convolutions run by our operators");
                 Ok(m)
             })
             .and_then(|m| m.into_optimized())
