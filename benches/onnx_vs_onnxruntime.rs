@@ -150,20 +150,27 @@ fn main() -> ExitCode {
                 .args(["--batch", &batch.to_string(), "--threads", "2"]);
             match run_child(cmd) {
                 Ok(v) => peers.push(v["images_per_s"].as_f64().unwrap_or(f64::NAN)),
-                Err(e) => println!("  onnxruntime skipped: {e}"),
+                Err(e) => {
+                    println!("  onnxruntime skipped: {e}");
+                    break;
+                }
             }
         }
-        let ours_rate = median(&mut ours);
-        if peers.is_empty() {
-            println!("  throughput: ours {ours_rate:7.1} images/s (median of {throughput_runs})");
-            continue;
-        }
-        let peer_rate = median(&mut peers);
+        // Each round's ratio, from the rounds where both ran.
         let ratios: Vec<String> = ours
             .iter()
             .zip(&peers)
             .map(|(o, p)| format!("{:.2}", o / p))
             .collect();
+        let ours_rate = median(&mut ours);
+        if peers.len() < ours.len() {
+            println!(
+                "  throughput: ours {ours_rate:7.1} images/s (median of {}), onnxruntime failed",
+                ours.len()
+            );
+            continue;
+        }
+        let peer_rate = median(&mut peers);
         println!(
             "  throughput (median of {throughput_runs}): ours {ours_rate:7.1} images/s, onnxruntime {peer_rate:7.1} images/s: ratio {:.2} (runs: {})",
             ours_rate / peer_rate,

@@ -243,14 +243,22 @@ impl EvalOp for GemmConv {
             "bias of {} values",
             bias.len()
         );
+        // Zero-sized chunks would panic below; a graph can ask for this (a kernel wider than
+        // the padded input), and tract's own convolution would give an empty tensor. An empty
+        // input is refused before tract's padding arithmetic sees it.
+        let no_output = || {
+            format_err!(
+                "a convolution with no output position or no input ({c}x{h}x{w} data, {kh}x{kw} kernel)"
+            )
+        };
+        if h * w == 0 {
+            return Err(no_output());
+        }
         let [y, x] = geometry(&self.pool_spec, [h, w]);
         let (k, plane) = (c * kh * kw, y.output * x.output);
-        // Zero-sized chunks would panic below; a graph can ask for this (a kernel wider than
-        // the padded input), and tract's own convolution would give an empty tensor.
-        ensure!(
-            plane > 0 && k > 0 && h * w > 0 && out_c > 0,
-            "a convolution with no output position or no input ({c}x{h}x{w} data, {kh}x{kw} kernel)"
-        );
+        if plane == 0 || k == 0 || out_c == 0 {
+            return Err(no_output());
+        }
         let data = data.try_as_plain_ram()?.as_slice::<f32>()?;
         let kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
         let identity = kh == 1 && kw == 1 && y.is_identity() && x.is_identity();

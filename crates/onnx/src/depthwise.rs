@@ -129,10 +129,15 @@ impl DepthwiseConv {
             Arc::make_mut(&mut self.bias),
         );
         let mut last = conv;
+        let outputs = model.output_outlets()?;
         while !self.relu {
+            // A value the model gives out is not folded past (the node would stay to give it).
             let &[next] = &*last.outputs[0].successors else {
                 break;
             };
+            if outputs.contains(&OutletId::new(last.id, 0)) {
+                break;
+            }
             let succ = model.node(next.node);
             let Some(bin) = succ.op_as::<TypedBinOp>() else {
                 break;
@@ -205,12 +210,20 @@ impl EvalOp for DepthwiseConv {
             "{c} channels for a depthwise convolution of {} channels",
             self.pool_spec.input_channels
         );
+        let no_output = || {
+            format_err!(
+                "a convolution with no output position or no input ({c}x{h}x{w} data, {kh}x{kw} kernel)"
+            )
+        };
+        // An empty input is refused before tract's padding arithmetic sees it.
+        if h * w == 0 {
+            return Err(no_output());
+        }
         let [y, x] = geometry(&self.pool_spec, [h, w]);
         let plane = y.output * x.output;
-        ensure!(
-            plane > 0 && h * w > 0,
-            "a convolution with no output position or no input ({c}x{h}x{w} data, {kh}x{kw} kernel)"
-        );
+        if plane == 0 {
+            return Err(no_output());
+        }
         let data = data.try_as_plain_ram()?.as_slice::<f32>()?;
         let frame = Frame { y, x, kh, kw };
         let one = |(i, (src, dst)): (usize, (&[f32], &mut [f32]))| {
@@ -225,14 +238,8 @@ impl EvalOp for DepthwiseConv {
                 )
             });
             if self.relu {
-                // Not f32::max, which would turn a NaN into zero: a NaN must reach the scores,
-                // where it is reported (the model's run fails for that image).
-                let relu = |v: &mut f32| {
-                    if *v < 0.0 {
-                        *v = 0.0
-                    }
-                };
-                Arch::new().dispatch(|| dst.iter_mut().for_each(relu));
+                // f32::max, as tract's Max computes the ReLU it replaces (a NaN becomes zero).
+                Arch::new().dispatch(|| dst.iter_mut().for_each(|v| *v = v.max(0.0)));
             }
         };
         let out = output(&self.pool_spec, [n, c, y.output, x.output], |out| {
@@ -580,6 +587,8 @@ mod tests {
             (2, 4, 5, [3, 3], [1, 1], same(4), [1, 1]),
             // Strides 3 and mixed, dilations, and kernels other than 3x3.
             (2, 10, 11, [3, 3], [3, 1], same(1), [1, 1]),
+            (2, 10, 11, [3, 3], [1, 3], same(1), [1, 1]),
+            (3, 11, 13, [3, 3], [3, 3], same(2), [2, 2]),
             (2, 10, 11, [3, 3], [1, 2], same(2), [2, 1]),
             (3, 9, 9, [3, 3], [2, 2], same(3), [3, 2]),
             (4, 11, 9, [5, 5], [1, 1], same(2), [1, 1]),
@@ -658,18 +667,25 @@ mod tests {
         }
     }
 
-    /// A graph of a depthwise convolution followed by `after` (each an operator and the shape of
-    /// its constant operand), and its input.
-    fn graph(after: &[(&str, Vec<usize>)]) -> (TypedModel, Tensor) {
+    /// A graph of a depthwise convolution followed by `after` (each an operator, `<` after its
+    /// name for the constant on the left, and the shape of its constant operand; "fork" for a
+    /// second consumer of the value so far, given out too), and its input: two images (NCHW),
+    /// or one without the batch axis (CHW, the shapes without their first axis).
+    fn graph(after: &[(&str, Vec<usize>)], chw: bool) -> (TypedModel, Tensor) {
         use tract_onnx::tract_core::ops::math::{add, max, mul, sub};
         let (c, h, w) = (4, 6, 5);
+        let shape: &[usize] = if chw { &[c, h, w] } else { &[2, c, h, w] };
         let mut model = TypedModel::default();
-        let source = model.add_source("data", f32::fact([2, c, h, w])).unwrap();
+        let source = model.add_source("data", f32::fact(shape)).unwrap();
         let kernel = Tensor::from_shape(&[c, 1, 3, 3], &values(c * 9, 7)).unwrap();
         let kernel = model.add_const("kernel", kernel).unwrap();
         let bias = model.add_const("bias", tensor1(&values(c, 3))).unwrap();
+        let mut pool_spec = spec(c, [3, 3], [1, 1], [[1, 1], [1, 1]], [1, 1]);
+        if chw {
+            pool_spec.data_format = DataFormat::CHW;
+        }
         let conv = Conv {
-            pool_spec: spec(c, [3, 3], [1, 1], [[1, 1], [1, 1]], [1, 1]),
+            pool_spec,
             kernel_fmt: KernelFormat::OIHW,
             group: c,
             q_params: None,
@@ -677,61 +693,71 @@ mod tests {
         let mut wire = model
             .wire_node("conv", conv, &[source, kernel, bias])
             .unwrap()[0];
-        for (i, (name, shape)) in after.iter().enumerate() {
-            let len = shape.iter().product();
-            let operand = if *name == "relu" {
+        let mut outputs = vec![];
+        for (i, (name, operand_shape)) in after.iter().enumerate() {
+            let operand_shape = &operand_shape[usize::from(chw)..];
+            let len = operand_shape.iter().product();
+            let operand = if name.starts_with("relu") {
                 vec![0.0; len]
             } else {
                 values(len, 11 + i as u32)
             };
-            let operand = Tensor::from_shape(shape, &operand).unwrap();
+            let operand = Tensor::from_shape(operand_shape, &operand).unwrap();
             let operand = model.add_const(format!("operand{i}"), operand).unwrap();
-            let op = match *name {
+            let op = match name.trim_end_matches('<') {
                 "mul" => mul(),
-                "add" => add(),
+                "add" | "fork" => add(),
                 "sub" => sub(),
                 _ => max(),
             };
-            wire = model
-                .wire_node(format!("{name}{i}"), op, &[wire, operand])
-                .unwrap()[0];
+            let inputs = if name.ends_with('<') {
+                [operand, wire]
+            } else {
+                [wire, operand]
+            };
+            let out = model.wire_node(format!("op{i}"), op, &inputs).unwrap()[0];
+            if *name == "fork" {
+                outputs.push(out);
+            } else {
+                wire = out;
+            }
         }
-        model.select_output_outlets(&[wire]).unwrap();
-        (
-            model,
-            Tensor::from_shape(&[2, c, h, w], &values(2 * c * h * w, 1)).unwrap(),
-        )
+        outputs.push(wire);
+        model.select_output_outlets(&outputs).unwrap();
+        let input = Tensor::from_shape(shape, &values(shape.iter().product(), 1)).unwrap();
+        (model, input)
     }
 
     #[test]
     fn folds_the_batch_norm_and_relu_that_follow_and_nothing_else() {
         // (what follows the convolution, how many of those nodes are folded, whether a ReLU is)
         let per_channel = vec![1, 4, 1, 1];
-        for (after, folded, relu) in [
+        let one = vec![1, 1, 1, 1];
+        let cases = [
             // InsightFace's: batch norm as a scale and a shift per channel, then ReLU.
             (
                 vec![
                     ("mul", per_channel.clone()),
                     ("add", per_channel.clone()),
-                    ("relu", vec![1, 1, 1, 1]),
+                    ("relu", one.clone()),
                 ],
                 3,
                 true,
             ),
-            // A constant of one value for all channels.
+            // A constant of one value for all channels; constants on the left.
             (
                 vec![
-                    ("mul", vec![1, 1, 1, 1]),
-                    ("add", per_channel.clone()),
-                    ("relu", vec![1, 1, 1, 1]),
+                    ("mul<", one.clone()),
+                    ("add<", per_channel.clone()),
+                    ("relu<", one.clone()),
                 ],
                 3,
                 true,
             ),
             // Nothing after a ReLU, nor a subtraction, nor a constant along another axis, nor a
-            // max with something other than zero.
+            // max with something other than zero, nor past a value used twice.
             (
-                vec![("relu", vec![1, 1, 1, 1]), ("mul", per_channel.clone())],
+                vec![("relu", one.clone()), ("mul", per_channel.clone())],
                 1,
                 true,
             ),
@@ -746,8 +772,21 @@ mod tests {
                 false,
             ),
             (vec![("max", per_channel.clone())], 0, false),
-        ] {
-            let (model, input) = graph(&after);
+            (
+                vec![
+                    ("mul", per_channel.clone()),
+                    ("fork", one.clone()),
+                    ("relu", one.clone()),
+                ],
+                1,
+                false,
+            ),
+        ];
+        for ((after, folded, relu), chw) in cases
+            .iter()
+            .flat_map(|case| [(case.clone(), false), (case.clone(), true)])
+        {
+            let (model, input) = graph(&after, chw);
             let want = model
                 .clone()
                 .into_runnable()
@@ -767,31 +806,41 @@ mod tests {
                 .filter_map(|n| n.op_as::<DepthwiseConv>())
                 .collect();
             assert_eq!(ours.len(), 1);
-            assert_eq!(ours[0].relu, relu, "{after:?}");
+            assert_eq!(ours[0].relu, relu, "{after:?} chw {chw}");
             let left = swapped
                 .nodes
                 .iter()
                 .filter(|n| n.op_is::<TypedBinOp>())
                 .count();
-            assert_eq!(left, after.len() - folded, "{after:?}");
+            assert_eq!(left, after.len() - folded, "{after:?} chw {chw}");
             let got = swapped
                 .into_runnable()
                 .unwrap()
                 .run(tvec![input.into_tvalue()])
                 .unwrap();
-            assert_eq!(got[0].shape(), want[0].shape());
-            for (g, w) in plain(&got[0]).iter().zip(plain(&want[0])) {
-                assert!((g - w).abs() < 1e-5, "{after:?}: {g} vs {w}");
+            assert_eq!(got.len(), want.len());
+            for (got, want) in got.iter().zip(&want) {
+                assert_eq!(got.shape(), want.shape());
+                for (g, w) in plain(got).iter().zip(plain(want)) {
+                    assert!((g - w).abs() < 1e-5, "{after:?} chw {chw}: {g} vs {w}");
+                }
             }
         }
     }
 
     #[test]
     fn insightfaces_batch_norms_and_relus_are_folded() {
+        // A batch of one is what `predict` runs (tract then drops the batch axis: CHW).
+        for batch in [1, 4] {
+            insightfaces_are_folded(batch);
+        }
+    }
+
+    fn insightfaces_are_folded(batch: usize) {
         let path = gc_testdata::shared("models/gender/insightface-genderage-112.onnx");
         let model = crate::read::read_model(&path).expect("read the shared model");
         let mut model = model
-            .with_input_fact(0, f32::fact([4, 3, 112, 112]).into())
+            .with_input_fact(0, f32::fact([batch, 3, 112, 112]).into())
             .and_then(|m| m.into_typed())
             .and_then(|m| m.into_decluttered())
             .unwrap();
