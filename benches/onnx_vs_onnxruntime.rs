@@ -11,7 +11,7 @@
 //! ```text
 //! PEER_PYTHON=/path/to/venv/bin/python \
 //!   cargo bench --workspace --bench onnx_vs_onnxruntime -- [--images 1000] [--runs 3] [--batch 64]
-//!   [--throughput-runs 3]
+//!   [--throughput-runs 3] [--only NAME]
 //! ```
 
 #[path = "common.rs"]
@@ -86,11 +86,20 @@ fn main() -> ExitCode {
     println!(
         "ONNX models, ours (tract) against onnxruntime; {n} UTKFace 200px images, batch {batch}"
     );
+    // `--only TEXT`: the models whose name contains it.
+    let only = argv
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| argv.get(i + 1))
+        .map_or("", String::as_str);
     for name in [
         "dlib-cydral-gender-v1.opset13",
         "insightface-genderage-112",
         "yu4u-wrn16-8-agegender-64",
-    ] {
+    ]
+    .into_iter()
+    .filter(|name| name.contains(only))
+    {
         let model = shared(&format!("models/gender/{name}.onnx"));
         println!("{name}:");
         let ours_cold = time_process(

@@ -11,10 +11,10 @@
 //! im2col and 1.07 with Winograd, dlib's model from 0.84 to 1.25.
 //!
 //! [`use_gemm_convolutions`] swaps the operator in a decluttered graph (batch norms already
-//! folded into the weights), so the rest of tract's optimisation runs around it unchanged. What
-//! tract's declutter has already turned into something else keeps tract's kernels: 1x1
-//! convolutions of stride 1 (a matrix product, EinSum). Depthwise convolutions (InsightFace's)
-//! have an operator of their own (`depthwise.rs`).
+//! folded into the weights), so the rest of tract's optimisation runs around it unchanged. 1x1
+//! convolutions of stride 1 without padding (which tract's declutter would make matrix products
+//! of its own) and depthwise ones (InsightFace's) have operators of their own (`pointwise.rs`,
+//! `depthwise.rs`); `model.rs::use_our_convolutions` applies all three.
 
 use crate::winograd;
 use gc_core::matmul::{Parallelism, gemm_f32};
@@ -446,10 +446,12 @@ mod tests {
         out
     }
 
-    /// Convolution nodes of a shared model's decluttered graph: (tract's group-1, tract's grouped,
-    /// ours, ours by Winograd, our depthwise), after [`use_gemm_convolutions`] and
-    /// [`crate::depthwise::use_depthwise_convolutions`].
-    fn counts_after_swap(file: &str) -> (usize, usize, usize, usize, usize) {
+    /// What a shared model's convolutions became, as [`crate::model::use_our_convolutions`]
+    /// leaves them: (tract's group-1 ones, tract's grouped ones, ours: plain, of them by
+    /// Winograd, depthwise, 1x1, and of ours those with a ReLU folded in).
+    fn counts_after_swap(file: &str) -> [usize; 7] {
+        use crate::depthwise::DepthwiseConv;
+        use crate::pointwise::PointwiseConv;
         let path = gc_testdata::shared_dir().join("models/gender").join(file);
         let model = crate::read::read_model(&path).expect("read the shared model");
         let shape = if file.starts_with("insightface") {
@@ -459,54 +461,51 @@ mod tests {
         } else {
             64
         };
-        let mut model = model
+        let model = model
             .with_input_fact(0, f32::fact([1, 3, shape, shape]).into())
             .and_then(|m| m.into_typed())
-            .and_then(|m| m.into_decluttered())
             .unwrap();
-        let replaced = use_gemm_convolutions(&mut model).unwrap();
-        let depthwise = crate::depthwise::use_depthwise_convolutions(&mut model).unwrap();
-        let convs = |group_1: bool| {
-            model
-                .nodes
-                .iter()
-                .filter(|n| n.op_as::<Conv>().is_some_and(|c| (c.group == 1) == group_1))
-                .count()
-        };
-        let ours = model.nodes.iter().filter(|n| n.op_is::<GemmConv>()).count();
-        let winograd = model
-            .nodes
-            .iter()
-            .filter(|n| n.op_as::<GemmConv>().is_some_and(|c| c.winograd.is_some()))
-            .count();
-        let ours_depthwise = model
-            .nodes
-            .iter()
-            .filter(|n| n.op_is::<crate::depthwise::DepthwiseConv>())
-            .count();
-        assert_eq!(replaced, ours);
-        assert_eq!(depthwise, ours_depthwise);
-        (convs(true), convs(false), ours, winograd, depthwise)
+        let (model, [pointwise, plain, depthwise]) =
+            crate::model::use_our_convolutions(model).unwrap();
+        let count =
+            |keep: &dyn Fn(&TypedNode) -> bool| model.nodes.iter().filter(|n| keep(n)).count();
+        let counts = [
+            count(&|n| n.op_as::<Conv>().is_some_and(|c| c.group == 1)),
+            count(&|n| n.op_as::<Conv>().is_some_and(|c| c.group != 1)),
+            count(&|n| n.op_is::<GemmConv>()),
+            count(&|n| n.op_as::<GemmConv>().is_some_and(|c| c.winograd.is_some())),
+            count(&|n| n.op_is::<DepthwiseConv>()),
+            count(&|n| n.op_is::<PointwiseConv>()),
+            count(&|n| {
+                n.op_as::<DepthwiseConv>().is_some_and(|c| c.relu)
+                    || n.op_as::<PointwiseConv>().is_some_and(|c| c.relu)
+            }),
+        ];
+        assert_eq!(
+            [plain, depthwise, pointwise],
+            [counts[2], counts[4], counts[5]]
+        );
+        counts
     }
 
     #[test]
-    fn every_plain_and_depthwise_convolution_of_the_preset_models_is_replaced() {
-        // What is left of the convolutions once decluttered: tract turns a 1x1 convolution of
-        // stride 1 into a matrix product (EinSum) of its own; depthwise ones are ours too.
-        // yu4u: 16 convolutions, one of them 1x1 of stride 1, 11 3x3 of stride 1 (the first on 3
-        // channels: not Winograd); dlib: 4 of 3x3 of stride 1, the first on 3 channels;
-        // InsightFace: a 3x3 one on 3 channels, 13 depthwise and 13 pointwise.
+    fn every_convolution_of_the_preset_models_is_ours() {
+        // yu4u: 16 convolutions, one of them 1x1 of stride 1 (followed by an addition of the
+        // residual, not folded), 11 3x3 of stride 1 (the first on 3 channels: not Winograd), its
+        // ReLUs before the convolutions (pre-activation); dlib: 4 of 3x3 of stride 1, the first
+        // on 3 channels; InsightFace: a 3x3 one on 3 channels, 13 depthwise and 13 pointwise,
+        // each followed by a batch norm and a ReLU.
         assert_eq!(
             counts_after_swap("yu4u-wrn16-8-agegender-64.onnx"),
-            (0, 0, 15, 10, 0)
+            [0, 0, 15, 10, 0, 1, 0]
         );
         assert_eq!(
             counts_after_swap("dlib-cydral-gender-v1.opset13.onnx"),
-            (0, 0, 4, 3, 0)
+            [0, 0, 4, 3, 0, 0, 0]
         );
         assert_eq!(
             counts_after_swap("insightface-genderage-112.onnx"),
-            (0, 0, 1, 0, 13)
+            [0, 0, 1, 0, 13, 13, 26]
         );
     }
 

@@ -5,8 +5,9 @@
 //! of stride 2) tract's depthwise kernel and the zone scanner that feeds it took 28% of a
 //! single-thread run on a Xeon (AVX-512), and its images/s were 0.72-0.80 of onnxruntime's on 2
 //! threads (`benches/onnx_vs_onnxruntime.rs`). With this operator (the batch norm and ReLU that
-//! follow each folded in) one thread runs it at 278-299 images/s instead of 167-178, and 2
-//! threads at 1.03-1.04 of onnxruntime's images/s.
+//! follow each folded in, `fold.rs`) one thread ran it at 278-299 images/s instead of 167-178;
+//! on 2 threads, with the pointwise operator too, it runs at 1.27-1.39 of onnxruntime's images/s
+//! (medians of 3 and 5 alternate runs).
 //!
 //! How: each channel's plane is first copied into a zero-padded plane, its columns split by phase
 //! of the stride (even and odd columns for stride 2), so that every tap of the kernel reads a
@@ -20,10 +21,8 @@ use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::PoolSpec;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
-use tract_onnx::tract_core::ops::math::{Add, Max, Mul};
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 /// Replaces every depthwise convolution of `model` that [`DepthwiseConv`] can run (a constant
@@ -52,7 +51,13 @@ pub fn use_depthwise_convolutions(model: &mut TypedModel) -> TractResult<usize> 
             bias: Arc::new((0..c).map(|ch| bias[ch % bias.len()]).collect()),
             relu: false,
         };
-        let last = op.fold_successors(model, node)?;
+        let last = crate::fold::fold_successors(
+            model,
+            node,
+            Arc::make_mut(&mut op.kernel).as_mut_slice(),
+            Arc::make_mut(&mut op.bias).as_mut_slice(),
+            &mut op.relu,
+        )?;
         let mut patch = TypedModelPatch::default();
         let data = patch.tap_model(model, node.inputs[0])?;
         let out = patch.wire_node(&node.name, op, &[data])?[0];
@@ -74,7 +79,7 @@ pub struct DepthwiseConv {
     kernel: Arc<Vec<f32>>,
     /// One value per channel.
     bias: Arc<Vec<f32>>,
-    relu: bool,
+    pub(crate) relu: bool,
 }
 
 // tract compares and hashes operators to merge identical nodes; the constants are compared by
@@ -111,70 +116,6 @@ impl DepthwiseConv {
             && channels_first(spec, input)
             && kernel.datum_type() == f32::datum_type()
             && kernel.shape() == [c, 1, spec.kernel_shape[0], spec.kernel_shape[1]]
-    }
-
-    /// Folds into this operator what follows `conv` in `model`, one node at a time while each is
-    /// the only consumer of the last: multiplications and additions by a constant per channel
-    /// (a batch norm, which tract folds into plain convolutions but not into grouped ones), then
-    /// a ReLU (`max` with zero). Returns the last node folded (`conv` itself if none). Why: tract
-    /// ran them as one more operator after each depthwise convolution, a pass over its output;
-    /// folding them took InsightFace from 200-215 to 278-299 images/s on one thread.
-    fn fold_successors(&mut self, model: &TypedModel, conv: &TypedNode) -> TractResult<usize> {
-        let c = self.pool_spec.input_channels;
-        let taps = self.kernel.len() / c;
-        let rank = model.outlet_fact(OutletId::new(conv.id, 0))?.rank();
-        let channel_axis = usize::from(self.pool_spec.data_format.has_n());
-        let (kernel, bias) = (
-            Arc::make_mut(&mut self.kernel),
-            Arc::make_mut(&mut self.bias),
-        );
-        let mut last = conv;
-        let outputs = model.output_outlets()?;
-        while !self.relu {
-            // A value the model gives out is not folded past (the node would stay to give it).
-            let &[next] = &*last.outputs[0].successors else {
-                break;
-            };
-            if outputs.contains(&OutletId::new(last.id, 0)) {
-                break;
-            }
-            let succ = model.node(next.node);
-            let Some(bin) = succ.op_as::<TypedBinOp>() else {
-                break;
-            };
-            let Some(operand) = &model.outlet_fact(succ.inputs[1 - next.slot])?.konst else {
-                break;
-            };
-            // One value for all channels or one per channel, and no other axis: the result
-            // keeps the convolution's shape.
-            let shape = operand.shape();
-            let per_channel = operand.datum_type() == f32::datum_type()
-                && shape.len() <= rank
-                && shape.iter().rev().enumerate().all(|(from_end, d)| {
-                    *d == 1 || (rank - 1 - from_end == channel_axis && *d == c)
-                });
-            if !per_channel {
-                break;
-            }
-            let values = operand.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-            let value = |ch: usize| values[ch % values.len()];
-            if bin.0.is::<Mul>() {
-                for ch in 0..c {
-                    kernel[ch * taps..][..taps]
-                        .iter_mut()
-                        .for_each(|k| *k *= value(ch));
-                    bias[ch] *= value(ch);
-                }
-            } else if bin.0.is::<Add>() {
-                (0..c).for_each(|ch| bias[ch] += value(ch));
-            } else if bin.0.is::<Max>() && values.iter().all(|v| *v == 0.0) {
-                self.relu = true;
-            } else {
-                break;
-            }
-            last = succ;
-        }
-        Ok(last.id)
     }
 }
 
@@ -492,6 +433,7 @@ fn taps_into<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tract_onnx::tract_core::ops::binary::TypedBinOp;
     use tract_onnx::tract_core::ops::cnn::PaddingSpec;
     use tract_onnx::tract_core::ops::nn::DataFormat;
 
@@ -830,7 +772,8 @@ mod tests {
 
     #[test]
     fn insightfaces_batch_norms_and_relus_are_folded() {
-        // A batch of one is what `predict` runs (tract then drops the batch axis: CHW).
+        // A batch of one is what `predict` runs; without our 1x1 operator before the declutter
+        // (which keeps the batch axis), tract's declutter drops it (CHW).
         for batch in [1, 4] {
             insightfaces_are_folded(batch);
         }

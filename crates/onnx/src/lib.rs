@@ -12,11 +12,14 @@
 //! Without any of them loading fails with a `ModelError::Format` that shows [`SPEC_SCHEMA`].
 //!
 //! Plain convolutions run as im2col and `gemm` rather than tract's own kernel (`conv.rs` says why),
-//! depthwise ones by a kernel of our own (`depthwise.rs`).
+//! 1x1 ones as one `gemm` call (`pointwise.rs`), depthwise ones by a kernel of our own
+//! (`depthwise.rs`); a batch norm and ReLU after the last two are folded into them (`fold.rs`).
 
 pub mod conv;
 pub mod depthwise;
+mod fold;
 mod model;
+pub mod pointwise;
 mod preprocess;
 mod presets;
 pub mod read;

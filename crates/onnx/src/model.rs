@@ -234,11 +234,9 @@ impl OnnxClassifier {
             .clone()
             .with_input_fact(0, f32::fact(shape).into())
             .and_then(|m| m.into_typed())
-            .and_then(|m| m.into_decluttered())
-            .and_then(|mut m| {
-                let replaced = crate::conv::use_gemm_convolutions(&mut m)?;
-                let depthwise = crate::depthwise::use_depthwise_convolutions(&mut m)?;
-                debug!(model = %self.path, replaced, depthwise, "convolutions run by our operators");
+            .and_then(|m| {
+                let (m, [pointwise, plain, depthwise]) = use_our_convolutions(m)?;
+                debug!(model = %self.path, pointwise, plain, depthwise, "convolutions run by our operators");
                 Ok(m)
             })
             .and_then(|m| m.into_optimized())
@@ -490,6 +488,20 @@ fn check_input(model: &InferenceModel, spec: &PreprocessSpec) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// `model` (typed, not yet decluttered) decluttered, with its convolutions run by our operators
+/// where they can: 1x1 ones of stride 1 without padding (`pointwise.rs`, swapped before the
+/// declutter, which would make them matrix products of tract's), plain ones (`conv.rs`, the
+/// batch norm after them folded in by tract's declutter) and depthwise ones (`depthwise.rs`);
+/// the batch norm and ReLU after a 1x1 or depthwise one are folded into it (`fold.rs`). Returns
+/// how many of each (1x1, plain, depthwise) were swapped.
+pub(crate) fn use_our_convolutions(mut model: TypedModel) -> TractResult<(TypedModel, [usize; 3])> {
+    let pointwise = crate::pointwise::use_pointwise_convolutions(&mut model)?;
+    let mut model = model.into_decluttered()?;
+    let plain = crate::conv::use_gemm_convolutions(&mut model)?;
+    let depthwise = crate::depthwise::use_depthwise_convolutions(&mut model)?;
+    Ok((model, [pointwise, plain, depthwise]))
 }
 
 #[cfg(test)]

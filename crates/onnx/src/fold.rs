@@ -1,0 +1,85 @@
+//! What follows a convolution of our own (a batch norm, a ReLU), folded into its constants.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cnn::conv::Conv;
+use tract_onnx::tract_core::ops::math::{Add, Max, Mul};
+
+/// Folds what follows `conv` (a tract `Conv` node of `model`) into its `kernel` (`[out, ...]`,
+/// one row per output channel), `bias` (one value per output channel) and `relu`, one node at a
+/// time while each is the only consumer of the last and not an output of the model:
+/// multiplications and additions by a constant per channel (a batch norm), then a ReLU (`max`
+/// with zero). Returns the last node folded (`conv` itself if none), whose output the folded
+/// operator gives.
+///
+/// Why: tract folds a batch norm into a plain convolution (not a grouped one) and fuses it into
+/// the matrix product a 1x1 convolution becomes, but our operators replace both; left alone, a
+/// batch norm and a ReLU are one more operator after each, a pass over its output. Folding them
+/// took InsightFace from 200-215 to 278-299 images/s on one thread.
+pub(crate) fn fold_successors(
+    model: &TypedModel,
+    conv: &TypedNode,
+    kernel: &mut [f32],
+    bias: &mut [f32],
+    relu: &mut bool,
+) -> TractResult<usize> {
+    let spec = &conv
+        .op_as::<Conv>()
+        .context("folding into a node that is not a convolution")?
+        .pool_spec;
+    let c = spec.output_channels;
+    ensure!(
+        c > 0 && bias.len() == c && kernel.len().is_multiple_of(c),
+        "{c} output channels"
+    );
+    let row = kernel.len() / c;
+    let rank = model.outlet_fact(OutletId::new(conv.id, 0))?.rank();
+    let channel_axis = usize::from(spec.data_format.has_n());
+    let outputs = model.output_outlets()?;
+    let mut last = conv;
+    while !*relu {
+        // A value the model gives out is not folded past (the node would stay to give it).
+        let &[next] = &*last.outputs[0].successors else {
+            break;
+        };
+        if outputs.contains(&OutletId::new(last.id, 0)) {
+            break;
+        }
+        let succ = model.node(next.node);
+        let Some(bin) = succ.op_as::<TypedBinOp>() else {
+            break;
+        };
+        let Some(operand) = &model.outlet_fact(succ.inputs[1 - next.slot])?.konst else {
+            break;
+        };
+        // One value for all channels or one per channel, and no other axis: the result keeps
+        // the convolution's shape.
+        let shape = operand.shape();
+        let per_channel =
+            operand.datum_type() == f32::datum_type()
+                && shape.len() <= rank
+                && shape.iter().rev().enumerate().all(|(from_end, d)| {
+                    *d == 1 || (rank - 1 - from_end == channel_axis && *d == c)
+                });
+        if !per_channel {
+            break;
+        }
+        let values = operand.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+        let value = |ch: usize| values[ch % values.len()];
+        if bin.0.is::<Mul>() {
+            for (ch, weights) in kernel.chunks_exact_mut(row).enumerate() {
+                weights.iter_mut().for_each(|k| *k *= value(ch));
+                bias[ch] *= value(ch);
+            }
+        } else if bin.0.is::<Add>() {
+            (0..c).for_each(|ch| bias[ch] += value(ch));
+        } else if bin.0.is::<Max>() && values.iter().all(|v| *v == 0.0) {
+            *relu = true;
+        } else {
+            break;
+        }
+        last = succ;
+    }
+    Ok(last.id)
+}
