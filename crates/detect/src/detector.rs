@@ -401,6 +401,10 @@ fn build_plan(model: &InferenceModel, size: Size, path: &str) -> Result<Plan, Mo
     let plan = model
         .clone()
         .with_input_fact(0, f32::fact(shape).into())
+        .and_then(|m| m.into_typed())
+        // The classifiers' convolution operators: YuNet is a MobileNet-like network (23
+        // depthwise and 29 1x1 convolutions), and detecting was most of `sort`'s time on photos.
+        .and_then(|m| gc_onnx::use_our_convolutions(m).map(|(m, _)| m))
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .map_err(|e| ModelError::Format {

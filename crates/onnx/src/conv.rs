@@ -452,17 +452,18 @@ mod tests {
     fn counts_after_swap(file: &str) -> [usize; 7] {
         use crate::depthwise::DepthwiseConv;
         use crate::pointwise::PointwiseConv;
-        let path = gc_testdata::shared_dir().join("models/gender").join(file);
+        let path = gc_testdata::shared_dir().join("models").join(file);
         let model = crate::read::read_model(&path).expect("read the shared model");
-        let shape = if file.starts_with("insightface") {
-            112
-        } else if file.starts_with("dlib") {
-            32
-        } else {
-            64
+        let name = file.rsplit('/').next().unwrap_or(file);
+        let [h, w] = match name.split('-').next() {
+            Some("insightface") => [112, 112],
+            Some("dlib") => [32, 32],
+            Some("ultraface") => [240, 320],
+            Some("yunet") => [320, 320],
+            _ => [64, 64],
         };
         let model = model
-            .with_input_fact(0, f32::fact([1, 3, shape, shape]).into())
+            .with_input_fact(0, f32::fact([1, 3, h, w]).into())
             .and_then(|m| m.into_typed())
             .unwrap();
         let (model, [pointwise, plain, depthwise]) =
@@ -489,23 +490,37 @@ mod tests {
     }
 
     #[test]
-    fn every_convolution_of_the_preset_models_is_ours() {
+    fn every_convolution_of_the_preset_models_and_detectors_is_ours() {
         // yu4u: 16 convolutions, one of them 1x1 of stride 1 (followed by an addition of the
         // residual, not folded), 11 3x3 of stride 1 (the first on 3 channels: not Winograd), its
         // ReLUs before the convolutions (pre-activation); dlib: 4 of 3x3 of stride 1, the first
         // on 3 channels; InsightFace: a 3x3 one on 3 channels, 13 depthwise and 13 pointwise,
         // each followed by a batch norm and a ReLU.
         assert_eq!(
-            counts_after_swap("yu4u-wrn16-8-agegender-64.onnx"),
+            counts_after_swap("gender/yu4u-wrn16-8-agegender-64.onnx"),
             [0, 0, 15, 10, 0, 1, 0]
         );
         assert_eq!(
-            counts_after_swap("dlib-cydral-gender-v1.opset13.onnx"),
+            counts_after_swap("gender/dlib-cydral-gender-v1.opset13.onnx"),
             [0, 0, 4, 3, 0, 0, 0]
         );
         assert_eq!(
-            counts_after_swap("insightface-genderage-112.onnx"),
+            counts_after_swap("gender/insightface-genderage-112.onnx"),
             [0, 0, 1, 0, 13, 13, 26]
+        );
+        // The face detectors, which gc-detect runs the same way: YuNet, 7 plain, 23 depthwise
+        // and 29 1x1 convolutions; UltraFace RFB 52 and slim 42, all ours too.
+        assert_eq!(
+            counts_after_swap("detect/yunet-n-dynamic.onnx"),
+            [0, 0, 7, 0, 23, 29, 17]
+        );
+        assert_eq!(
+            counts_after_swap("detect/ultraface-rfb-320.onnx"),
+            [0, 0, 10, 2, 18, 24, 31]
+        );
+        assert_eq!(
+            counts_after_swap("detect/ultraface-slim-320.onnx"),
+            [0, 0, 3, 2, 19, 20, 33]
         );
     }
 

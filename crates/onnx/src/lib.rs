@@ -26,7 +26,7 @@ pub mod read;
 mod spec;
 mod winograd;
 
-pub use model::{DEFAULT_BATCH, OnnxClassifier, RawOutput, SpecSource};
+pub use model::{DEFAULT_BATCH, OnnxClassifier, RawOutput, SpecSource, use_our_convolutions};
 pub use presets::{Preset, preset, preset_for_file, presets};
 pub use spec::{
     Channels, Crop, Filter, InputSpec, Layout, Normalize, OutputSpec, OutputTensor, PreprocessSpec,

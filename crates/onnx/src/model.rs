@@ -496,7 +496,7 @@ fn check_input(model: &InferenceModel, spec: &PreprocessSpec) -> Result<(), Stri
 /// batch norm after them folded in by tract's declutter) and depthwise ones (`depthwise.rs`);
 /// the batch norm and ReLU after a 1x1 or depthwise one are folded into it (`fold.rs`). Returns
 /// how many of each (1x1, plain, depthwise) were swapped.
-pub(crate) fn use_our_convolutions(mut model: TypedModel) -> TractResult<(TypedModel, [usize; 3])> {
+pub fn use_our_convolutions(mut model: TypedModel) -> TractResult<(TypedModel, [usize; 3])> {
     let pointwise = crate::pointwise::use_pointwise_convolutions(&mut model)?;
     let mut model = model.into_decluttered()?;
     let plain = crate::conv::use_gemm_convolutions(&mut model)?;
