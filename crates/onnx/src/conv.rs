@@ -155,6 +155,28 @@ pub(crate) fn output(
     Ok(tensor.into_tvalue())
 }
 
+/// [`geometry`] for `c x h x w` data, or an error where the convolution has no input or no output
+/// position (a kernel wider than the padded input): tract's own convolution would give an empty
+/// tensor, and zero-sized chunks would panic in ours. An empty input is refused before tract's
+/// padding arithmetic sees it.
+pub(crate) fn checked_geometry(spec: &PoolSpec, [c, h, w]: [usize; 3]) -> TractResult<[Axis2; 2]> {
+    let no_output = || {
+        format_err!(
+            "a convolution with no output position or no input ({c}x{h}x{w} data, {:?} kernel)",
+            spec.kernel_shape
+        )
+    };
+    let kernel: usize = spec.kernel_shape.iter().product();
+    if c * h * w == 0 || kernel == 0 || spec.output_channels == 0 {
+        return Err(no_output());
+    }
+    let axes = geometry(spec, [h, w]);
+    if axes.iter().any(|a| a.output == 0) {
+        return Err(no_output());
+    }
+    Ok(axes)
+}
+
 /// Output size, padding before, stride and dilation of each spatial axis of a convolution over
 /// `hw` pixels.
 pub(crate) fn geometry(pool_spec: &PoolSpec, hw: [usize; 2]) -> [Axis2; 2] {
@@ -243,22 +265,8 @@ impl EvalOp for GemmConv {
             "bias of {} values",
             bias.len()
         );
-        // Zero-sized chunks would panic below; a graph can ask for this (a kernel wider than
-        // the padded input), and tract's own convolution would give an empty tensor. An empty
-        // input is refused before tract's padding arithmetic sees it.
-        let no_output = || {
-            format_err!(
-                "a convolution with no output position or no input ({c}x{h}x{w} data, {kh}x{kw} kernel)"
-            )
-        };
-        if h * w == 0 {
-            return Err(no_output());
-        }
-        let [y, x] = geometry(&self.pool_spec, [h, w]);
+        let [y, x] = checked_geometry(&self.pool_spec, [c, h, w])?;
         let (k, plane) = (c * kh * kw, y.output * x.output);
-        if plane == 0 || k == 0 || out_c == 0 {
-            return Err(no_output());
-        }
         let data = data.try_as_plain_ram()?.as_slice::<f32>()?;
         let kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
         let identity = kh == 1 && kw == 1 && y.is_identity() && x.is_identity();
@@ -478,8 +486,8 @@ mod tests {
             count(&|n| n.op_is::<DepthwiseConv>()),
             count(&|n| n.op_is::<PointwiseConv>()),
             count(&|n| {
-                n.op_as::<DepthwiseConv>().is_some_and(|c| c.relu)
-                    || n.op_as::<PointwiseConv>().is_some_and(|c| c.relu)
+                n.op_as::<DepthwiseConv>().is_some_and(|c| c.consts.relu)
+                    || n.op_as::<PointwiseConv>().is_some_and(|c| c.consts.relu)
             }),
         ];
         assert_eq!(

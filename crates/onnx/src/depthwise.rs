@@ -16,7 +16,8 @@
 //! a time. The loops are vectorised by the compiler for the instruction set `pulp` finds at run
 //! time.
 
-use crate::conv::{Axis2, batch_of_planes, channels_first, geometry, output, with_scratch};
+use crate::conv::{Axis2, batch_of_planes, channels_first, checked_geometry, output, with_scratch};
+use crate::fold::{Folded, replace_convolutions};
 use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 use tract_onnx::prelude::*;
@@ -28,80 +29,20 @@ use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 /// Replaces every depthwise convolution of `model` that [`DepthwiseConv`] can run (a constant
 /// kernel and bias), with what follows it folded in; returns how many it replaced.
 pub fn use_depthwise_convolutions(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = &model.nodes[id];
-        let (Some(conv), &[input, kernel, bias]) = (node.op_as::<Conv>(), &*node.inputs) else {
-            continue;
-        };
-        let [input, kernel, bias] = [input, kernel, bias].map(|i| model.outlet_fact(i));
-        let (input, kernel, bias) = (input?, kernel?, bias?);
-        let (Some(kernel), Some(bias)) = (&kernel.konst, &bias.konst) else {
-            continue;
-        };
-        let c = conv.pool_spec.input_channels;
-        if !DepthwiseConv::can_run(conv, input, kernel) || ![1, c].contains(&bias.len()) {
-            continue;
-        }
-        let bias = bias.cast_to::<f32>()?;
-        let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
-        let mut op = DepthwiseConv {
-            pool_spec: conv.pool_spec.clone(),
-            kernel: Arc::new(kernel.try_as_plain_ram()?.as_slice::<f32>()?.to_vec()),
-            bias: Arc::new((0..c).map(|ch| bias[ch % bias.len()]).collect()),
-            relu: false,
-        };
-        let last = crate::fold::fold_successors(
-            model,
-            node,
-            Arc::make_mut(&mut op.kernel).as_mut_slice(),
-            Arc::make_mut(&mut op.bias).as_mut_slice(),
-            &mut op.relu,
-        )?;
-        let mut patch = TypedModelPatch::default();
-        let data = patch.tap_model(model, node.inputs[0])?;
-        let out = patch.wire_node(&node.name, op, &[data])?[0];
-        patch.shunt_outside(model, OutletId::new(last, 0), out)?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    Ok(replaced)
+    replace_convolutions(model, DepthwiseConv::can_run, |pool_spec, consts| {
+        DepthwiseConv { pool_spec, consts }
+    })
 }
 
 /// A 2-D depthwise convolution on f32 NCHW (or CHW) data: as many groups as channels, one kernel
 /// of `kh x kw` per channel, as many output channels as input ones; then, where the graph had
 /// them after it, a per-channel scale and shift (a batch norm, folded into the kernel and bias)
 /// and a ReLU. The only input is the data.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DepthwiseConv {
     pool_spec: PoolSpec,
-    /// `[c, kh, kw]`.
-    kernel: Arc<Vec<f32>>,
-    /// One value per channel.
-    bias: Arc<Vec<f32>>,
-    pub(crate) relu: bool,
-}
-
-// tract compares and hashes operators to merge identical nodes; the constants are compared by
-// identity (each node has its own).
-impl PartialEq for DepthwiseConv {
-    fn eq(&self, other: &Self) -> bool {
-        self.pool_spec == other.pool_spec
-            && Arc::ptr_eq(&self.kernel, &other.kernel)
-            && Arc::ptr_eq(&self.bias, &other.bias)
-            && self.relu == other.relu
-    }
-}
-
-impl Eq for DepthwiseConv {}
-
-impl std::hash::Hash for DepthwiseConv {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.pool_spec.hash(state);
-        Arc::as_ptr(&self.kernel).hash(state);
-        Arc::as_ptr(&self.bias).hash(state);
-        self.relu.hash(state);
-    }
+    /// The kernel `[c, kh, kw]`, one bias per channel.
+    pub(crate) consts: Folded,
 }
 
 impl DepthwiseConv {
@@ -126,7 +67,7 @@ impl Op for DepthwiseConv {
 
     fn info(&self) -> TractResult<Vec<String>> {
         let mut info = self.pool_spec.info();
-        info.push(format!("relu: {}", self.relu));
+        info.push(format!("relu: {}", self.consts.relu));
         Ok(info)
     }
 
@@ -146,25 +87,13 @@ impl EvalOp for DepthwiseConv {
         let [kh, kw] = [0, 1].map(|a| self.pool_spec.kernel_shape[a]);
         ensure!(
             c == self.pool_spec.input_channels
-                && self.kernel.len() == c * kh * kw
-                && self.bias.len() == c,
+                && self.consts.kernel.len() == c * kh * kw
+                && self.consts.bias.len() == c,
             "{c} channels for a depthwise convolution of {} channels",
             self.pool_spec.input_channels
         );
-        let no_output = || {
-            format_err!(
-                "a convolution with no output position or no input ({c}x{h}x{w} data, {kh}x{kw} kernel)"
-            )
-        };
-        // An empty input is refused before tract's padding arithmetic sees it.
-        if h * w == 0 {
-            return Err(no_output());
-        }
-        let [y, x] = geometry(&self.pool_spec, [h, w]);
+        let [y, x] = checked_geometry(&self.pool_spec, [c, h, w])?;
         let plane = y.output * x.output;
-        if plane == 0 {
-            return Err(no_output());
-        }
         let data = data.try_as_plain_ram()?.as_slice::<f32>()?;
         let frame = Frame { y, x, kh, kw };
         let one = |(i, (src, dst)): (usize, (&[f32], &mut [f32]))| {
@@ -172,13 +101,13 @@ impl EvalOp for DepthwiseConv {
             with_scratch(|padded| {
                 frame.convolve(
                     src,
-                    &self.kernel[channel * kh * kw..][..kh * kw],
-                    self.bias[channel],
+                    &self.consts.kernel[channel * kh * kw..][..kh * kw],
+                    self.consts.bias[channel],
                     padded,
                     dst,
                 )
             });
-            if self.relu {
+            if self.consts.relu {
                 // f32::max, as tract's Max computes the ReLU it replaces (a NaN becomes zero).
                 Arch::new().dispatch(|| dst.iter_mut().for_each(|v| *v = v.max(0.0)));
             }
@@ -548,9 +477,11 @@ mod tests {
             for relu in [false, true] {
                 let op = DepthwiseConv {
                     pool_spec: spec(c, k, s, [before, after], d),
-                    kernel: Arc::new(kernel.clone()),
-                    bias: Arc::new(bias.clone()),
-                    relu,
+                    consts: Folded {
+                        kernel: Arc::new(kernel.clone()),
+                        bias: Arc::new(bias.clone()),
+                        relu,
+                    },
                 };
                 let batch = || {
                     tvec![
@@ -748,7 +679,7 @@ mod tests {
                 .filter_map(|n| n.op_as::<DepthwiseConv>())
                 .collect();
             assert_eq!(ours.len(), 1);
-            assert_eq!(ours[0].relu, relu, "{after:?} chw {chw}");
+            assert_eq!(ours[0].consts.relu, relu, "{after:?} chw {chw}");
             let left = swapped
                 .nodes
                 .iter()
@@ -796,7 +727,11 @@ mod tests {
             .collect();
         assert_eq!(ours.len(), 13);
         for node in ours {
-            assert!(node.op_as::<DepthwiseConv>().unwrap().relu, "{}", node.name);
+            assert!(
+                node.op_as::<DepthwiseConv>().unwrap().consts.relu,
+                "{}",
+                node.name
+            );
             for next in &node.outputs[0].successors {
                 let next = model.node(next.node);
                 assert!(
@@ -816,9 +751,11 @@ mod tests {
         spec.padding = PaddingSpec::Valid;
         let op = DepthwiseConv {
             pool_spec: spec,
-            kernel: Arc::new(values(36, 3)),
-            bias: Arc::new(vec![0.0; 4]),
-            relu: false,
+            consts: Folded {
+                kernel: Arc::new(values(36, 3)),
+                bias: Arc::new(vec![0.0; 4]),
+                relu: false,
+            },
         };
         let data = Tensor::from_shape(&[1, 4, 2, 2], &values(16, 1)).unwrap();
         let result = op.eval(&EvalContext::out_of_plan(), tvec![data.into_tvalue()]);

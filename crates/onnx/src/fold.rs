@@ -3,8 +3,83 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cnn::PoolSpec;
 use tract_onnx::tract_core::ops::cnn::conv::Conv;
 use tract_onnx::tract_core::ops::math::{Add, Max, Mul};
+
+/// A convolution's constants: its kernel (one row per output channel) and bias (one value per
+/// output channel), what followed it in the graph folded in, and whether a ReLU ends it.
+#[derive(Debug, Clone)]
+pub struct Folded {
+    pub(crate) kernel: Arc<Vec<f32>>,
+    pub(crate) bias: Arc<Vec<f32>>,
+    pub(crate) relu: bool,
+}
+
+// tract compares and hashes operators to merge identical nodes; the constants are compared by
+// identity (each node has its own).
+impl PartialEq for Folded {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.kernel, &other.kernel)
+            && Arc::ptr_eq(&self.bias, &other.bias)
+            && self.relu == other.relu
+    }
+}
+
+impl Eq for Folded {}
+
+impl std::hash::Hash for Folded {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.kernel).hash(state);
+        Arc::as_ptr(&self.bias).hash(state);
+        self.relu.hash(state);
+    }
+}
+
+/// Replaces every convolution of `model` whose kernel and bias are constants and that `accepts`
+/// (given the node's operator, its data's fact and its kernel) with the operator `make` builds
+/// from its pool spec and constants, what follows it folded in; returns how many it replaced.
+pub(crate) fn replace_convolutions<O: TypedOp>(
+    model: &mut TypedModel,
+    accepts: impl Fn(&Conv, &TypedFact, &Tensor) -> bool,
+    make: impl Fn(PoolSpec, Folded) -> O,
+) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = &model.nodes[id];
+        let (Some(conv), &[input, kernel, bias]) = (node.op_as::<Conv>(), &*node.inputs) else {
+            continue;
+        };
+        let [input, kernel, bias] = [input, kernel, bias].map(|i| model.outlet_fact(i));
+        let (input, kernel, bias) = (input?, kernel?, bias?);
+        let (Some(kernel), Some(bias)) = (&kernel.konst, &bias.konst) else {
+            continue;
+        };
+        let out_c = conv.pool_spec.output_channels;
+        if !accepts(conv, input, kernel) || ![1, out_c].contains(&bias.len()) {
+            continue;
+        }
+        let bias = bias.cast_to::<f32>()?;
+        let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
+        let mut bias: Vec<f32> = (0..out_c).map(|ch| bias[ch % bias.len()]).collect();
+        let mut kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+        let mut relu = false;
+        let last = fold_successors(model, node, &mut kernel, &mut bias, &mut relu)?;
+        let consts = Folded {
+            kernel: Arc::new(kernel),
+            bias: Arc::new(bias),
+            relu,
+        };
+        let op = make(conv.pool_spec.clone(), consts);
+        let mut patch = TypedModelPatch::default();
+        let data = patch.tap_model(model, node.inputs[0])?;
+        let out = patch.wire_node(&node.name, op, &[data])?[0];
+        patch.shunt_outside(model, OutletId::new(last, 0), out)?;
+        patch.apply(model)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
 
 /// Folds what follows `conv` (a tract `Conv` node of `model`) into its `kernel` (`[out, ...]`,
 /// one row per output channel), `bias` (one value per output channel) and `relu`, one node at a
@@ -17,7 +92,7 @@ use tract_onnx::tract_core::ops::math::{Add, Max, Mul};
 /// the matrix product a 1x1 convolution becomes, but our operators replace both; left alone, a
 /// batch norm and a ReLU are one more operator after each, a pass over its output. Folding them
 /// took InsightFace from 200-215 to 278-299 images/s on one thread.
-pub(crate) fn fold_successors(
+fn fold_successors(
     model: &TypedModel,
     conv: &TypedNode,
     kernel: &mut [f32],

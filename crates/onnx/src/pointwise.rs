@@ -7,6 +7,7 @@
 //! before tract's declutter, which would otherwise have turned them into matrix products first.
 
 use crate::conv::{batch_of_planes, channels_first, output, product};
+use crate::fold::{Folded, replace_convolutions};
 use gc_core::matmul::Parallelism;
 use pulp::Arch;
 use tract_onnx::prelude::*;
@@ -22,79 +23,19 @@ pub fn use_pointwise_convolutions(model: &mut TypedModel) -> TractResult<usize> 
     // Before the declutter a bias reaches its convolution through a cast, whose output tract
     // knows to be a constant only once computed (it does so early for fewer than 16 values).
     model.compute_const_facts()?;
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = &model.nodes[id];
-        let (Some(conv), &[input, kernel, bias]) = (node.op_as::<Conv>(), &*node.inputs) else {
-            continue;
-        };
-        let [input, kernel, bias] = [input, kernel, bias].map(|i| model.outlet_fact(i));
-        let (input, kernel, bias) = (input?, kernel?, bias?);
-        let (Some(kernel), Some(bias)) = (&kernel.konst, &bias.konst) else {
-            continue;
-        };
-        let out_c = conv.pool_spec.output_channels;
-        if !PointwiseConv::can_run(conv, input, kernel) || ![1, out_c].contains(&bias.len()) {
-            continue;
-        }
-        let bias = bias.cast_to::<f32>()?;
-        let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
-        let mut op = PointwiseConv {
-            pool_spec: conv.pool_spec.clone(),
-            kernel: Arc::new(kernel.try_as_plain_ram()?.as_slice::<f32>()?.to_vec()),
-            bias: Arc::new((0..out_c).map(|ch| bias[ch % bias.len()]).collect()),
-            relu: false,
-        };
-        let last = crate::fold::fold_successors(
-            model,
-            node,
-            Arc::make_mut(&mut op.kernel).as_mut_slice(),
-            Arc::make_mut(&mut op.bias).as_mut_slice(),
-            &mut op.relu,
-        )?;
-        let mut patch = TypedModelPatch::default();
-        let data = patch.tap_model(model, node.inputs[0])?;
-        let out = patch.wire_node(&node.name, op, &[data])?[0];
-        patch.shunt_outside(model, OutletId::new(last, 0), out)?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    Ok(replaced)
+    replace_convolutions(model, PointwiseConv::can_run, |pool_spec, consts| {
+        PointwiseConv { pool_spec, consts }
+    })
 }
 
 /// A 1x1 convolution of stride 1 without padding on f32 NCHW (or CHW) data, no groups; then,
 /// where the graph had them after it, a per-channel scale and shift (folded into the kernel and
 /// bias) and a ReLU. The only input is the data.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PointwiseConv {
     pool_spec: PoolSpec,
-    /// `[out, in]`.
-    kernel: Arc<Vec<f32>>,
-    /// One value per output channel.
-    bias: Arc<Vec<f32>>,
-    pub(crate) relu: bool,
-}
-
-// tract compares and hashes operators to merge identical nodes; the constants are compared by
-// identity (each node has its own).
-impl PartialEq for PointwiseConv {
-    fn eq(&self, other: &Self) -> bool {
-        self.pool_spec == other.pool_spec
-            && Arc::ptr_eq(&self.kernel, &other.kernel)
-            && Arc::ptr_eq(&self.bias, &other.bias)
-            && self.relu == other.relu
-    }
-}
-
-impl Eq for PointwiseConv {}
-
-impl std::hash::Hash for PointwiseConv {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.pool_spec.hash(state);
-        Arc::as_ptr(&self.kernel).hash(state);
-        Arc::as_ptr(&self.bias).hash(state);
-        self.relu.hash(state);
-    }
+    /// The kernel `[out, in]`, one bias per output channel.
+    pub(crate) consts: Folded,
 }
 
 impl PointwiseConv {
@@ -133,7 +74,7 @@ impl Op for PointwiseConv {
 
     fn info(&self) -> TractResult<Vec<String>> {
         let mut info = self.pool_spec.info();
-        info.push(format!("relu: {}", self.relu));
+        info.push(format!("relu: {}", self.consts.relu));
         Ok(info)
     }
 
@@ -154,8 +95,8 @@ impl EvalOp for PointwiseConv {
         let plane = h * w;
         ensure!(
             c == self.pool_spec.input_channels
-                && self.kernel.len() == out_c * c
-                && self.bias.len() == out_c,
+                && self.consts.kernel.len() == out_c * c
+                && self.consts.bias.len() == out_c,
             "{c} channels for a 1x1 convolution of {} channels",
             self.pool_spec.input_channels
         );
@@ -175,18 +116,18 @@ impl EvalOp for PointwiseConv {
                 .zip(out.chunks_exact_mut(out_c * plane))
             {
                 // Every value starts as its channel's bias, which the product is added to.
-                for (values, bias) in dst.chunks_exact_mut(plane).zip(self.bias.iter()) {
+                for (values, bias) in dst.chunks_exact_mut(plane).zip(self.consts.bias.iter()) {
                     values.fill(*bias);
                 }
                 product(
                     dst,
-                    &self.kernel,
+                    &self.consts.kernel,
                     image,
                     [out_c, plane, c],
                     true,
                     parallelism,
                 );
-                if self.relu {
+                if self.consts.relu {
                     // f32::max, as tract's Max computes the ReLU it replaces.
                     Arch::new().dispatch(|| dst.iter_mut().for_each(|v| *v = v.max(0.0)));
                 }
@@ -314,7 +255,7 @@ mod tests {
                 .filter_map(|n| n.op_as::<PointwiseConv>())
                 .collect();
             assert_eq!(ours.len(), 1);
-            assert!(ours[0].relu);
+            assert!(ours[0].consts.relu);
             assert!(!swapped.nodes.iter().any(|n| n.op_is::<TypedBinOp>()));
             // From a plain thread (gemm spread over rayon's) and from inside rayon.
             let outside = swapped
