@@ -270,12 +270,7 @@ impl EvalOp for GemmConv {
         let data = data.try_as_plain_ram()?.as_slice::<f32>()?;
         let kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
         let identity = kh == 1 && kw == 1 && y.is_identity() && x.is_identity();
-        // Inside a rayon task the caller already spreads images over the threads (gc-classify's
-        // batches); a plan run from a plain thread (one image, a cold start) spreads the matrix.
-        let parallelism = match rayon::current_thread_index() {
-            Some(_) => Parallelism::None,
-            None => Parallelism::Rayon(rayon::current_num_threads()),
-        };
+        let parallelism = parallelism();
         let out = output(&self.pool_spec, [n, out_c, y.output, x.output], |out| {
             // Every value starts as its channel's bias, which the products are added to.
             for (row, values) in out.chunks_exact_mut(plane).enumerate() {
@@ -320,6 +315,16 @@ impl TypedOp for GemmConv {
     }
 
     as_op!();
+}
+
+/// How a convolution's matrix products use the threads: inside a rayon task the caller already
+/// spreads images over them (gc-classify's batches), so one thread; a plan run from a plain
+/// thread (one image, a cold start) spreads the matrix over rayon's.
+pub(crate) fn parallelism() -> Parallelism {
+    match rayon::current_thread_index() {
+        Some(_) => Parallelism::None,
+        None => Parallelism::Rayon(rayon::current_num_threads()),
+    }
 }
 
 /// `dst[m, n] (+)= lhs[m, k] x rhs[k, n]`, all row-major, with `accumulate` adding to `dst`. For

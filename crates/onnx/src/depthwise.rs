@@ -107,10 +107,7 @@ impl EvalOp for DepthwiseConv {
                     dst,
                 )
             });
-            if self.consts.relu {
-                // f32::max, as tract's Max computes the ReLU it replaces (a NaN becomes zero).
-                Arch::new().dispatch(|| dst.iter_mut().for_each(|v| *v = v.max(0.0)));
-            }
+            self.consts.finish(dst);
         };
         let out = output(&self.pool_spec, [n, c, y.output, x.output], |out| {
             // Inside a rayon task the caller already spreads images over the threads

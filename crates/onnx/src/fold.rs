@@ -1,5 +1,6 @@
 //! What follows a convolution of our own (a batch norm, a ReLU), folded into its constants.
 
+use pulp::Arch;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -14,6 +15,16 @@ pub struct Folded {
     pub(crate) kernel: Arc<Vec<f32>>,
     pub(crate) bias: Arc<Vec<f32>>,
     pub(crate) relu: bool,
+}
+
+impl Folded {
+    /// Applies the ReLU, where one was folded in, to `values` the convolution computed.
+    pub(crate) fn finish(&self, values: &mut [f32]) {
+        if self.relu {
+            // f32::max, as tract's Max computes the ReLU it replaces (a NaN becomes zero).
+            Arch::new().dispatch(|| values.iter_mut().for_each(|v| *v = v.max(0.0)));
+        }
+    }
 }
 
 // tract compares and hashes operators to merge identical nodes; the constants are compared by
@@ -64,7 +75,14 @@ pub(crate) fn replace_convolutions<O: TypedOp>(
         let mut bias: Vec<f32> = (0..out_c).map(|ch| bias[ch % bias.len()]).collect();
         let mut kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
         let mut relu = false;
-        let last = fold_successors(model, node, &mut kernel, &mut bias, &mut relu)?;
+        let last = fold_successors(
+            model,
+            node,
+            &conv.pool_spec,
+            &mut kernel,
+            &mut bias,
+            &mut relu,
+        )?;
         let consts = Folded {
             kernel: Arc::new(kernel),
             bias: Arc::new(bias),
@@ -81,7 +99,7 @@ pub(crate) fn replace_convolutions<O: TypedOp>(
     Ok(replaced)
 }
 
-/// Folds what follows `conv` (a tract `Conv` node of `model`) into its `kernel` (`[out, ...]`,
+/// Folds what follows `conv` (a tract `Conv` node of `model`, `spec` its pool spec) into its `kernel` (`[out, ...]`,
 /// one row per output channel), `bias` (one value per output channel) and `relu`, one node at a
 /// time while each is the only consumer of the last and not an output of the model:
 /// multiplications and additions by a constant per channel (a batch norm), then a ReLU (`max`
@@ -95,14 +113,11 @@ pub(crate) fn replace_convolutions<O: TypedOp>(
 fn fold_successors(
     model: &TypedModel,
     conv: &TypedNode,
+    spec: &PoolSpec,
     kernel: &mut [f32],
     bias: &mut [f32],
     relu: &mut bool,
 ) -> TractResult<usize> {
-    let spec = &conv
-        .op_as::<Conv>()
-        .context("folding into a node that is not a convolution")?
-        .pool_spec;
     let c = spec.output_channels;
     ensure!(
         c > 0 && bias.len() == c && kernel.len().is_multiple_of(c),

@@ -6,10 +6,10 @@
 //! 9% of a run, its matrix kernels 30%); `gemm` reads them where they lie. The swap is made
 //! before tract's declutter, which would otherwise have turned them into matrix products first.
 
-use crate::conv::{batch_of_planes, channels_first, output, product};
+use crate::conv::{
+    batch_of_planes, channels_first, checked_geometry, output, parallelism, product,
+};
 use crate::fold::{Folded, replace_convolutions};
-use gc_core::matmul::Parallelism;
-use pulp::Arch;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::PoolSpec;
@@ -92,7 +92,6 @@ impl EvalOp for PointwiseConv {
         let data = args_1!(inputs);
         let [n, c, h, w] = batch_of_planes(&self.pool_spec, data.shape())?;
         let out_c = self.pool_spec.output_channels;
-        let plane = h * w;
         ensure!(
             c == self.pool_spec.input_channels
                 && self.consts.kernel.len() == out_c * c
@@ -100,17 +99,11 @@ impl EvalOp for PointwiseConv {
             "{c} channels for a 1x1 convolution of {} channels",
             self.pool_spec.input_channels
         );
-        if plane == 0 || c == 0 || out_c == 0 {
-            bail!("a convolution with no output position or no input ({c}x{h}x{w} data)");
-        }
+        let [y, x] = checked_geometry(&self.pool_spec, [c, h, w])?;
+        let plane = y.output * x.output;
         let data = data.try_as_plain_ram()?.as_slice::<f32>()?;
-        // Inside a rayon task the caller already spreads images over the threads (gc-classify's
-        // batches); a plan run from a plain thread (one image, a cold start) spreads the matrix.
-        let parallelism = match rayon::current_thread_index() {
-            Some(_) => Parallelism::None,
-            None => Parallelism::Rayon(rayon::current_num_threads()),
-        };
-        let out = output(&self.pool_spec, [n, out_c, h, w], |out| {
+        let parallelism = parallelism();
+        let out = output(&self.pool_spec, [n, out_c, y.output, x.output], |out| {
             for (image, dst) in data
                 .chunks_exact(c * plane)
                 .zip(out.chunks_exact_mut(out_c * plane))
@@ -127,10 +120,7 @@ impl EvalOp for PointwiseConv {
                     true,
                     parallelism,
                 );
-                if self.consts.relu {
-                    // f32::max, as tract's Max computes the ReLU it replaces.
-                    Arch::new().dispatch(|| dst.iter_mut().for_each(|v| *v = v.max(0.0)));
-                }
+                self.consts.finish(dst);
             }
         })?;
         Ok(tvec!(out))
