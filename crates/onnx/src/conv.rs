@@ -417,7 +417,7 @@ fn im2col(image: &[f32], [c, kh, kw]: [usize; 3], [y, x]: [Axis2; 2], col: &mut 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tract_onnx::tract_core::ops::cnn::PaddingSpec;
 
@@ -537,12 +537,24 @@ mod tests {
         );
     }
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
+    /// Test values in [-1, 1), spread by a multiplicative hash of the index, different for each
+    /// `seed`; shared by the operators' tests (`depthwise.rs`, `pointwise.rs`).
+    pub(crate) fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n as u32)
             .map(|i| {
                 ((i.wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 200) as f32 / 100.0 - 1.0
             })
             .collect()
+    }
+
+    /// An operator's f32 output as a plain vector.
+    pub(crate) fn plain(values: &TValue) -> Vec<f32> {
+        values
+            .try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec()
     }
 
     #[test]

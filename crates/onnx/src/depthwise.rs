@@ -359,17 +359,10 @@ fn taps_into<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conv::tests::{plain, values};
     use tract_onnx::tract_core::ops::binary::TypedBinOp;
     use tract_onnx::tract_core::ops::cnn::PaddingSpec;
     use tract_onnx::tract_core::ops::nn::DataFormat;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n as u32)
-            .map(|i| {
-                ((i.wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 200) as f32 / 100.0 - 1.0
-            })
-            .collect()
-    }
 
     /// The depthwise convolution written as its definition, for one image.
     #[allow(clippy::too_many_arguments)]
@@ -426,15 +419,6 @@ mod tests {
             input_channels: c,
             output_channels: c,
         }
-    }
-
-    fn plain(values: &TValue) -> Vec<f32> {
-        values
-            .try_as_plain_ram()
-            .unwrap()
-            .as_slice::<f32>()
-            .unwrap()
-            .to_vec()
     }
 
     #[test]

@@ -139,19 +139,12 @@ impl TypedOp for PointwiseConv {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conv::tests::{plain, values};
     use tract_onnx::tract_core::ops::binary::TypedBinOp;
     use tract_onnx::tract_core::ops::cast::cast;
     use tract_onnx::tract_core::ops::cnn::PaddingSpec;
     use tract_onnx::tract_core::ops::math::{add, max, mul};
     use tract_onnx::tract_core::ops::nn::DataFormat;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n as u32)
-            .map(|i| {
-                ((i.wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 200) as f32 / 100.0 - 1.0
-            })
-            .collect()
-    }
 
     /// A 1x1 convolution of `c` to `o` channels over `h x w` (stride `stride`, padding `pad`),
     /// followed by a batch norm (a scale and a shift per channel) and a ReLU; and its input:
@@ -215,15 +208,6 @@ mod tests {
         model.select_output_outlets(&[wire]).unwrap();
         let input = Tensor::from_shape(shape, &values(shape.iter().product(), 1)).unwrap();
         (model, input)
-    }
-
-    fn plain(values: &TValue) -> Vec<f32> {
-        values
-            .try_as_plain_ram()
-            .unwrap()
-            .as_slice::<f32>()
-            .unwrap()
-            .to_vec()
     }
 
     #[test]
