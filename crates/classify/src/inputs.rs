@@ -76,16 +76,22 @@ fn path_from_bytes(bytes: &[u8]) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
 }
 
-/// A file name or path as text: bytes that are not UTF-8 written `\xNN`, so that two names
-/// differing only there stay two (in sort's index, which a resumed run matches photos by, and in
-/// predict's output, where a name can be mapped back to its file).
-/// `to_string_lossy` would make both `\u{FFFD}`.
+/// A file name or path as text: bytes that are not UTF-8 written `\xNN` and a backslash `\\`
+/// (as `ls -b` writes them), so that two names stay two (in sort's index, which a resumed run
+/// matches photos by, and in predict's output, where a name can be mapped back to its file).
+/// `to_string_lossy` would make names differing in such bytes both `\u{FFFD}`; without the
+/// doubled backslash, a file named `a\xff.jpg` in so many letters was taken for `a` + byte 0xFF.
 #[cfg(unix)]
 pub fn path_text(name: &std::ffi::OsStr) -> String {
     use std::os::unix::ffi::OsStrExt;
     let mut out = String::new();
     for chunk in name.as_bytes().utf8_chunks() {
-        out.push_str(chunk.valid());
+        for part in chunk.valid().split_inclusive('\\') {
+            out.push_str(part);
+            if part.ends_with('\\') {
+                out.push('\\');
+            }
+        }
         for b in chunk.invalid() {
             out.push_str(&format!("\\x{b:02x}"));
         }
@@ -196,6 +202,9 @@ mod tests {
                 path_shown(OsStr::from_bytes(b"x\xff\n.jpg")),
                 "x\\xff\\x0a.jpg"
             );
+            // The name `x\xff.jpg` in so many letters is not the byte 0xFF.
+            assert_eq!(path_text(OsStr::new(r"x\xff.jpg")), r"x\\xff.jpg");
+            assert_eq!(path_text(OsStr::new(r"\\a\")), r"\\\\a\\");
         }
     }
 

@@ -165,10 +165,14 @@ fn classify_decoded(model: &dyn Classifier, decoded: Vec<Decoded>) -> Vec<Outcom
         .into_iter()
         .map(|(path, r)| Outcome {
             path,
-            result: r.and_then(|_| {
-                rows.next()
-                    .map(|row| Prediction::from_row(model, &row))
-                    .ok_or_else(|| "model returned too few results".to_string())
+            result: r.and_then(|_| match rows.next() {
+                // A broken model (or weights) can give NaN for one image; it would be counted
+                // as a confident "male" by whatever compares it with 0.5.
+                Some(row) if row.iter().any(|p| !p.is_finite()) => {
+                    Err(format!("the model's output is not a number ({row:?})"))
+                }
+                Some(row) => Ok(Prediction::from_row(model, &row)),
+                None => Err("model returned too few results".to_string()),
             }),
         })
         .collect()
@@ -219,6 +223,24 @@ mod tests {
             out[0].result.as_ref().unwrap_err(),
             "inference failed: scores [NaN, NaN]"
         );
+    }
+
+    #[test]
+    fn a_row_that_is_not_numbers_fails_its_image_alone() {
+        // A model that returns NaN for an image instead of failing the run.
+        let model = Scripted(|v| {
+            Some(if v.width == 3 {
+                vec![f32::NAN, f32::NAN]
+            } else {
+                vec![0.25, 0.75]
+            })
+        });
+        let image = |w| Ok(image::RgbImage::new(w, 2));
+        let decoded: Vec<Decoded> = vec![("a.jpg".into(), image(2)), ("b.jpg".into(), image(3))];
+        let out = classify_decoded(&model, decoded);
+        assert_eq!(out[0].result.as_ref().map(|p| p.label), Ok(Gender::Male));
+        let err = out[1].result.as_ref().unwrap_err();
+        assert!(err.contains("not a number"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,12 @@ pub fn with_default_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<
         })
     };
     let at = 1 + args.iter().skip(1).take_while(|a| is_verbose(a)).count();
-    let Some(first) = args.get(at).and_then(|a| a.to_str()) else {
+    let Some(first) = args.get(at) else {
+        return args;
+    };
+    // A first word that is not UTF-8 is no subcommand's name: a photo's path.
+    let Some(first) = first.to_str() else {
+        args.insert(at, OsString::from("predict"));
         return args;
     };
     let cmd = Cli::command();
@@ -151,7 +156,7 @@ pub struct CalibrateArgs {
     pub limit: Option<usize>,
 
     /// Images per model call.
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=gc_core::MAX_BATCH as u64))]
     pub batch_size: Option<usize>,
 
     /// Print the calibration file's JSON on stdout instead of a summary.
@@ -185,10 +190,11 @@ pub struct EvalCommon {
     pub limit: Option<usize>,
 
     /// Images per model call.
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=gc_core::MAX_BATCH as u64))]
     pub batch_size: Option<usize>,
 
-    /// How many of the most confident failures to show per model.
+    /// How many of the most confident failures to show per model (and per age bucket and race
+    /// group, up to 6 each; 0 for none).
     #[arg(long, default_value_t = 24)]
     pub failures: usize,
 }
@@ -214,7 +220,7 @@ pub struct PredictArgs {
     pub json: bool,
 
     /// Images per model call (default: what the model prefers).
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=gc_core::MAX_BATCH as u64))]
     pub batch_size: Option<usize>,
 
     /// Write a copy of each photo with the faces boxed and labelled into this folder (created if
@@ -298,7 +304,7 @@ pub struct SortArgs {
     pub faces: FaceArgs,
 
     /// Images per model call (default: what the model prefers).
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=gc_core::MAX_BATCH as u64))]
     pub batch_size: Option<usize>,
 }
 
@@ -369,6 +375,14 @@ mod tests {
         assert_eq!(words(&["gc", "-v"]), ["gc", "-v"]);
         let cli = Cli::try_parse_from(words(&["gc", "-v", "eval", "--data", "d", "--out", "o"]));
         assert!(matches!(cli.unwrap().command, Command::Eval(_)));
+        // A first path that is not UTF-8 is a path too.
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStringExt;
+            let photo = OsString::from_vec(b"caf\xe9.jpg".to_vec());
+            let args = with_default_subcommand([OsString::from("gc"), photo.clone()]);
+            assert_eq!(args, [OsString::from("gc"), "predict".into(), photo]);
+        }
     }
 
     #[test]

@@ -45,8 +45,10 @@ pub struct EvalOptions {
     /// Predictions below this confidence count as "uncertain" (the model abstains).
     pub min_confidence: Option<f64>,
     pub calibration_bins: usize,
-    /// How many of the most confident failures to keep, overall and per group.
+    /// How many of the most confident failures to keep overall.
     pub failures: usize,
+    /// How many to keep per age bucket and per race group (`Evaluation::failures_by_group`).
+    pub failures_per_group: usize,
     /// Groups smaller than this are shown but left out of the fairness gaps, where their noise would
     /// swamp the signal.
     pub min_group_for_gaps: usize,
@@ -58,6 +60,7 @@ impl Default for EvalOptions {
             min_confidence: None,
             calibration_bins: 10,
             failures: 24,
+            failures_per_group: 6,
             min_group_for_gaps: 20,
         }
     }
@@ -103,6 +106,9 @@ pub struct Gaps {
     pub accuracy: Option<Gap>,
     pub tpr: Option<Gap>,
     pub fpr: Option<Gap>,
+    /// None in the tables crossed with gender: there a row's rate of saying female is its
+    /// true-positive rate (a row of women) or its false-positive rate (of men), so the gap between
+    /// rows would measure how well the model tells women from men, not parity.
     pub demographic_parity: Option<Gap>,
     /// With `min_confidence`: the gap in accuracy on what each group keeps, between groups
     /// that keep `min_group_for_gaps` images or more (abstaining can hide a gap or move it).
@@ -144,6 +150,21 @@ pub struct Evaluation {
     pub selective_accuracy: Option<Proportion>,
     pub groups: Vec<GroupTable>,
     /// The most confident wrong predictions, most confident first.
+    pub failures: Vec<Failure>,
+    /// The same, per age bucket and per race group (groups without a failure left out): the
+    /// overall gallery shows mostly the groups the model fails most, and hides how it fails the
+    /// others.
+    pub failures_by_group: Vec<GroupFailures>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupFailures {
+    /// `age` or `race`.
+    pub by: String,
+    pub group: String,
+    /// Wrong predictions in the group, and its size.
+    pub wrong: usize,
+    pub n: usize,
     pub failures: Vec<Failure>,
 }
 
@@ -200,6 +221,7 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
             "age",
             samples,
             opts,
+            Parity::Compare,
             age,
             AgeBucket::ALL.iter().map(|a| a.to_string()).collect(),
         ),
@@ -207,6 +229,7 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
             "race",
             samples,
             opts,
+            Parity::Compare,
             race,
             Race::ALL.iter().map(|r| r.to_string()).collect(),
         ),
@@ -217,6 +240,7 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
             ADULT_RACE_TABLE,
             samples,
             opts,
+            Parity::Compare,
             |s| {
                 s.age
                     .filter(|a| ADULT_AGES.contains(a))
@@ -228,6 +252,7 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
             "race x gender",
             samples,
             opts,
+            Parity::OneGenderPerRow,
             |s| race(s).map(|r| format!("{r} {}", s.truth)),
             Race::ALL
                 .iter()
@@ -238,6 +263,7 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
             "age x gender",
             samples,
             opts,
+            Parity::OneGenderPerRow,
             |s| age(s).map(|a| format!("{a} {}", s.truth)),
             AgeBucket::ALL
                 .iter()
@@ -260,6 +286,27 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
         selective_accuracy,
         groups,
         failures: worst_failures(samples.iter(), opts.failures),
+        failures_by_group: AgeBucket::ALL
+            .iter()
+            .map(|a| ("age", a.to_string()))
+            .chain(Race::ALL.iter().map(|r| ("race", r.to_string())))
+            .filter_map(|(by, group)| {
+                let key: &dyn Fn(&Sample) -> Option<String> =
+                    if by == "age" { &age } else { &race };
+                let members: Vec<&Sample> = samples
+                    .iter()
+                    .filter(|s| key(s).as_deref() == Some(group.as_str()))
+                    .collect();
+                let wrong = members.iter().filter(|s| !s.correct()).count();
+                (wrong > 0 && opts.failures_per_group > 0).then(|| GroupFailures {
+                    by: by.to_string(),
+                    group,
+                    wrong,
+                    n: members.len(),
+                    failures: worst_failures(members.into_iter(), opts.failures_per_group),
+                })
+            })
+            .collect(),
     }
 }
 
@@ -292,7 +339,13 @@ fn abstain(
     let Some(t) = min_confidence else {
         return (None, None);
     };
-    let kept: Vec<&Sample> = samples.iter().filter(|s| s.confidence() >= t).collect();
+    // Compared at the models' own precision, f32, as `sort` does: widened to f64, a male
+    // probability of 0.8 (1 - 0.2f32) is 0.79999999702 and fell under a threshold of 0.8 that
+    // the same probability of female met.
+    let kept: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.confidence() as f32 >= t as f32)
+        .collect();
     let right = kept.iter().filter(|s| s.correct()).count();
     (
         Some(Proportion::new(kept.len(), samples.len())),
@@ -300,10 +353,19 @@ fn abstain(
     )
 }
 
+/// Whether a table's rows can be compared for demographic parity.
+#[derive(Clone, Copy, PartialEq)]
+enum Parity {
+    Compare,
+    /// Each row holds one true gender (`Gaps::demographic_parity`).
+    OneGenderPerRow,
+}
+
 fn table(
     by: &str,
     samples: &[Sample],
     opts: &EvalOptions,
+    parity: Parity,
     key: impl Fn(&Sample) -> Option<String>,
     groups: Vec<String>,
 ) -> GroupTable {
@@ -322,7 +384,10 @@ fn table(
         accuracy: gap(&rows, opts, |r| Some(&r.accuracy)),
         tpr: gap(&rows, opts, |r| Some(&r.tpr)),
         fpr: gap(&rows, opts, |r| Some(&r.fpr)),
-        demographic_parity: gap(&rows, opts, |r| Some(&r.female_rate)),
+        demographic_parity: match parity {
+            Parity::Compare => gap(&rows, opts, |r| Some(&r.female_rate)),
+            Parity::OneGenderPerRow => None,
+        },
         selective_accuracy: gap(&rows, opts, |r| r.selective_accuracy.as_ref()),
     };
     GroupTable {
@@ -547,6 +612,85 @@ mod tests {
             evaluate(&six(), &opts()).groups[1].gaps.selective_accuracy,
             None
         );
+    }
+
+    #[test]
+    fn parity_is_not_compared_between_rows_of_one_gender() {
+        let e = evaluate(&six(), &opts());
+        for g in &e.groups {
+            match g.by.as_str() {
+                // Between rows of women and rows of men the "gap" was 1 here (white women said
+                // female 1/2, Asian women 1/1, white men 0/1): true-positive rates against
+                // false-positive ones.
+                "race x gender" | "age x gender" => {
+                    assert_eq!(g.gaps.demographic_parity, None, "{}", g.by);
+                    assert!(g.gaps.tpr.is_some() && g.gaps.fpr.is_some(), "{}", g.by);
+                }
+                "race" | "age" => assert!(g.gaps.demographic_parity.is_some(), "{}", g.by),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn probabilities_from_f32_models_meet_thresholds_and_bin_edges_whichever_class() {
+        let p = |x: f32| f64::from(x);
+        let samples = vec![
+            s("f8", F, p(0.8), 30, White), // female, confidence 0.8f32
+            s("m8", M, p(0.2), 30, White), // male, 1 - 0.2f32 = 0.79999999702 in f64
+            s("f7", F, p(0.7), 30, White), // 0.69999998807 in f64
+            s("m7", M, p(0.3), 30, White), // 1 - 0.3f32 = 0.69999998808
+        ];
+        let e = evaluate(
+            &samples,
+            &EvalOptions {
+                min_confidence: Some(0.8),
+                ..opts()
+            },
+        );
+        let kept = e.coverage.unwrap();
+        assert_eq!(
+            (kept.k, kept.n),
+            (2, 4),
+            "both 0.8s are kept, whichever class"
+        );
+        let counts: Vec<usize> = e.reliability.iter().map(|b| b.count).collect();
+        assert_eq!(
+            counts,
+            [0, 0, 0, 0, 0, 0, 0, 2, 2, 0],
+            "0.7 in the bin from 0.7"
+        );
+    }
+
+    #[test]
+    fn failures_by_age_and_race_by_hand() {
+        let e = evaluate(&six(), &opts());
+        let got: Vec<(&str, &str, usize, usize, Vec<&str>)> = e
+            .failures_by_group
+            .iter()
+            .map(|g| {
+                let ids = g.failures.iter().map(|f| f.id.as_str()).collect();
+                (g.by.as_str(), g.group.as_str(), g.wrong, g.n, ids)
+            })
+            .collect();
+        // b (25, white, wrong) and d (1, black, wrong); groups without a failure left out.
+        assert_eq!(
+            got,
+            [
+                ("age", "0-2", 1, 2, vec!["d"]),
+                ("age", "20-29", 1, 2, vec!["b"]),
+                ("race", "white", 1, 3, vec!["b"]),
+                ("race", "black", 1, 2, vec!["d"]),
+            ]
+        );
+        let none = evaluate(
+            &six(),
+            &EvalOptions {
+                failures_per_group: 0,
+                ..opts()
+            },
+        );
+        assert!(none.failures_by_group.is_empty());
     }
 
     #[test]

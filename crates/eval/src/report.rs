@@ -184,6 +184,44 @@ impl Report {
                 let _ = writeln!(s, "| {} | {cells} |", md_text(&f.id));
             }
         }
+        for m in self
+            .models
+            .iter()
+            .filter(|m| !m.evaluation.failures_by_group.is_empty())
+        {
+            let _ = writeln!(
+                s,
+                "\n## Most confident failures by age and race: {}\n",
+                md_text(&m.name)
+            );
+            md_header(
+                &mut s,
+                "group",
+                &[
+                    "wrong",
+                    "image",
+                    "truth",
+                    "predicted",
+                    "confidence",
+                    "age",
+                    "race",
+                ],
+            );
+            for g in &m.evaluation.failures_by_group {
+                for f in &g.failures {
+                    let cells = failure_cells(f).join(" | ");
+                    let _ = writeln!(
+                        s,
+                        "| {} {} | {} of {} | {} | {cells} |",
+                        g.by,
+                        md_text(&g.group),
+                        g.wrong,
+                        g.n,
+                        md_text(&f.id)
+                    );
+                }
+            }
+        }
         if !self.skipped.is_empty() {
             let _ = writeln!(s, "\n## Images that could not be classified\n");
             for (path, why) in &self.skipped {
@@ -295,23 +333,34 @@ impl Report {
                 esc(&m.name)
             );
             for f in &m.evaluation.failures {
-                let img = thumbnails
-                    .get(&f.id)
-                    .map(|uri| format!("<img src=\"{uri}\" alt=\"\">"))
-                    .unwrap_or_default();
-                let c = failure_cells(f);
-                let _ = write!(
-                    s,
-                    "<figure>{img}<figcaption>truth {}, said {} ({})<br>age {}, {}<br><small>{}</small></figcaption></figure>",
-                    c[0],
-                    c[1],
-                    c[2],
-                    c[3],
-                    c[4],
-                    esc(f.id.rsplit('/').next().unwrap_or(&f.id))
-                );
+                html_failure(&mut s, f, thumbnails);
             }
             let _ = write!(s, "</div>");
+        }
+        for m in self
+            .models
+            .iter()
+            .filter(|m| !m.evaluation.failures_by_group.is_empty())
+        {
+            let _ = write!(
+                s,
+                "<h2>Most confident failures by age and race: {}</h2>",
+                esc(&m.name)
+            );
+            for g in &m.evaluation.failures_by_group {
+                let _ = write!(
+                    s,
+                    "<h3>{} {}: {} of {} wrong</h3><div class=\"gallery\">",
+                    esc(&g.by),
+                    esc(&g.group),
+                    g.wrong,
+                    g.n
+                );
+                for f in &g.failures {
+                    html_failure(&mut s, f, thumbnails);
+                }
+                let _ = write!(s, "</div>");
+            }
         }
         if !self.skipped.is_empty() {
             let _ = write!(s, "<h2>Images that could not be classified</h2><ul>");
@@ -442,6 +491,25 @@ fn group_kept(models: &[ModelResult], t: usize) -> Option<Vec<(String, Vec<Strin
 fn gap_text(g: Option<&crate::metrics::Gap>) -> String {
     g.map(|g| format!("{:.1} pts ({} to {})", g.value * 100.0, g.low, g.high))
         .unwrap_or_else(|| "–".into())
+}
+
+/// One failure of a gallery: its thumbnail, when there is one, and what the model said.
+fn html_failure(s: &mut String, f: &Failure, thumbnails: &HashMap<String, String>) {
+    let img = thumbnails
+        .get(&f.id)
+        .map(|uri| format!("<img src=\"{uri}\" alt=\"\">"))
+        .unwrap_or_default();
+    let c = failure_cells(f);
+    let _ = write!(
+        s,
+        "<figure>{img}<figcaption>truth {}, said {} ({})<br>age {}, {}<br><small>{}</small></figcaption></figure>",
+        c[0],
+        c[1],
+        c[2],
+        c[3],
+        c[4],
+        esc(f.id.rsplit('/').next().unwrap_or(&f.id))
+    );
 }
 
 fn failure_cells(f: &Failure) -> Vec<String> {
@@ -634,6 +702,20 @@ mod tests {
         assert!(md.contains("| a/\\<b\\>.jpg | female |"), "{md}");
         assert!(!md.contains("<b>"), "{md}");
         assert_eq!(md_text("x|y_z\nw"), "x\\|y\\_z w");
+        // The same failure in its age bucket's and its race group's galleries.
+        assert!(
+            md.contains("## Most confident failures by age and race: m"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| age 30-39 | 1 of 1 | a/\\<b\\>.jpg | female | male | 0.800 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| race black | 1 of 1 | a/\\<b\\>.jpg |"),
+            "{md}"
+        );
+        assert!(!md.contains("| race white |"), "no failure, no row: {md}");
     }
 
     #[test]
@@ -649,6 +731,13 @@ mod tests {
         assert!(html.contains("<img src=\"data:image/jpeg;base64,AAAA\""));
         assert!(html.contains("<svg"));
         assert!(html.contains("<h3>Expected calibration error by race</h3>"));
+        assert!(html.contains("<h3>race black: 1 of 1 wrong</h3>"), "{html}");
+        assert_eq!(
+            html.matches("<img src=\"data:image/jpeg;base64,AAAA\"")
+                .count(),
+            3,
+            "overall, by age, by race"
+        );
         assert!(
             html.contains("<tr><td>black</td><td>1</td><td>0.800</td></tr>"),
             "{html}"

@@ -98,7 +98,9 @@ pub fn calibration(
     let mut sum_acc = vec![0.0; bins];
     let mut count = vec![0usize; bins];
     for (&c, &ok) in confidence.iter().zip(correct) {
-        let b = ((c * bins as f64) as usize).min(bins - 1);
+        // The bin is found at the models' precision, f32: their 0.7 widened to f64 is
+        // 0.69999998807907, which is 0.7 and belongs in the bin from 0.7, not the one below.
+        let b = (((c * bins as f64) as f32) as usize).min(bins - 1);
         sum_conf[b] += c;
         sum_acc[b] += ok as u8 as f64;
         count[b] += 1;

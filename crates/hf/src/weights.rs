@@ -174,7 +174,7 @@ impl Checkpoint {
         name: &str,
         shape: [usize; D],
     ) -> Result<Tensor<D>, ModelError> {
-        let mut values = vec![0.0; shape.iter().product()];
+        let mut values = vec![0.0; self.check(name, &shape)?];
         self.read_f32(name, &shape, &mut values)?;
         Ok(Tensor::from_data(
             TensorData::new(values, shape),
@@ -205,6 +205,12 @@ impl Checkpoint {
         bias: bool,
     ) -> Result<Linear, ModelError> {
         let n = prefixes.len();
+        for prefix in prefixes {
+            self.check(&format!("{prefix}.weight"), &[d_out, d_in])?;
+            if bias {
+                self.check(&format!("{prefix}.bias"), &[d_out])?;
+            }
+        }
         // [n * d_out, d_in]: PyTorch's layout, the blocks stacked along the output dimension.
         // Zeroed by the allocator (fresh pages need no writing), filled by the reads.
         let mut w = vec![0.0; n * d_out * d_in];
@@ -243,6 +249,9 @@ impl Checkpoint {
         eps: f64,
     ) -> Result<LayerNorm, ModelError> {
         // LayerNorm's epsilon is private: build one with the right epsilon, then swap its parameters.
+        // Checked first: `init` allocates `d` values, and `d` comes from config.json.
+        self.check(&format!("{prefix}.weight"), &[d])?;
+        self.check(&format!("{prefix}.bias"), &[d])?;
         let mut norm = LayerNormConfig::new(d).with_epsilon(eps).init(&self.device);
         norm.gamma = Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [d])?);
         norm.beta = Some(Param::from_tensor(
@@ -304,16 +313,18 @@ impl Checkpoint {
         names
     }
 
-    /// Writes the values of `name` in row-major order, as f32, into `out` (of the shape's size),
-    /// after checking its shape and dtype.
-    fn read_f32(&mut self, name: &str, shape: &[usize], out: &mut [f32]) -> Result<(), ModelError> {
+    /// Checks that tensor `name` exists with `shape` and a dtype this reads, and returns its
+    /// number of values: called before a buffer is allocated for it, since the shape comes from
+    /// `config.json` (a `hidden_size` of 4e9 aborted allocating 12 TB before the tensor was
+    /// found to be missing).
+    fn check(&self, name: &str, shape: &[usize]) -> Result<usize, ModelError> {
         let Some(entry) = self.entries.get(name) else {
             return Err(ModelError::Format {
                 path: self.shown(),
                 reason: format!("missing tensor {name} (expected shape {shape:?})"),
             });
         };
-        let (path, file) = &self.files[entry.file];
+        let path = &self.files[entry.file].0;
         let shown = path.display().to_string();
         let format = |reason: String| ModelError::Format {
             path: shown.clone(),
@@ -325,7 +336,10 @@ impl Checkpoint {
                 entry.shape
             )));
         }
-        let count: usize = shape.iter().product();
+        let count = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| format(format!("tensor {name}: shape {shape:?} is too large")))?;
         let width = match entry.dtype {
             Dtype::F32 => 4,
             Dtype::F16 | Dtype::BF16 => 2,
@@ -336,14 +350,28 @@ impl Checkpoint {
                 )));
             }
         };
-        if entry.len != count * width {
+        if Some(entry.len) != count.checked_mul(width) {
             return Err(format(format!(
                 "tensor {name} has {} bytes, its shape {shape:?} and dtype {} need {}",
                 entry.len,
                 entry.dtype,
-                count * width
+                count as u128 * width as u128
             )));
         }
+        Ok(count)
+    }
+
+    /// Writes the values of `name` in row-major order, as f32, into `out` (of the shape's size),
+    /// after checking its shape and dtype.
+    fn read_f32(&mut self, name: &str, shape: &[usize], out: &mut [f32]) -> Result<(), ModelError> {
+        let count = self.check(name, shape)?;
+        let entry = &self.entries[name];
+        let (path, file) = &self.files[entry.file];
+        let shown = path.display().to_string();
+        let format = |reason: String| ModelError::Format {
+            path: shown.clone(),
+            reason,
+        };
         let io = |e: std::io::Error| ModelError::File {
             path: shown.clone(),
             reason: format!("reading tensor {name}: {e}"),

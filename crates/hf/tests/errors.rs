@@ -105,6 +105,24 @@ fn config_that_disagrees_with_the_weights_is_a_shape_error() {
 }
 
 #[test]
+fn absurd_sizes_in_the_config_are_shape_errors_not_aborts() {
+    // Every tensor is checked against the file before its buffer is allocated: a hidden size of
+    // 4e9 aborted the process allocating 12 TB.
+    for (key, value) in [
+        ("hidden_size", 4_000_000_000u64),
+        ("intermediate_size", 1 << 40),
+    ] {
+        let dir = copy_model("tiny-vit-female-male");
+        edit_config(dir.path(), |c| c[key] = serde_json::json!(value));
+        let e = load_err(dir.path());
+        assert!(
+            e.contains("has shape") && e.contains("expected"),
+            "{key}: {e}"
+        );
+    }
+}
+
+#[test]
 fn missing_tensor_is_named() {
     let dir = copy_model("tiny-vit-female-male");
     rewrite_weights(dir.path(), |t| {

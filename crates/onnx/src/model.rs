@@ -294,10 +294,9 @@ impl OnnxClassifier {
             ));
         }
         let per_image: usize = shape[1..].iter().product();
-        let (start, end) = (
-            self.spec.output.offset,
-            self.spec.output.offset + self.labels.len(),
-        );
+        let start = self.spec.output.offset;
+        // Saturating: an offset near usize::MAX wrapped past this check, then panicked slicing.
+        let end = start.saturating_add(self.labels.len());
         if end > per_image {
             return Err(format!(
                 "output {name:?} has {per_image} values per image (shape {shape:?}) but the spec \

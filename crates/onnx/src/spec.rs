@@ -263,8 +263,11 @@ impl PreprocessSpec {
                 self.labels
             )));
         }
-        if self.batch == Some(0) {
-            return Err(bad("batch must be at least 1".to_string()));
+        if let Some(b) = self.batch.filter(|b| !(1..=gc_core::MAX_BATCH).contains(b)) {
+            return Err(bad(format!(
+                "batch must be in 1..={}, got {b}",
+                gc_core::MAX_BATCH
+            )));
         }
         Ok(())
     }
@@ -337,6 +340,9 @@ mod tests {
             r#"{"input": {"width": 8, "height": 8, "channels": "rgb"}, "crop": {"mode": "trim", "fraction": 0.5}, "output": {"scores": "logits"}, "labels": ["female", "male"]}"#,
             r#"{"input": {"width": 8, "height": 8, "channels": "rgb"}, "output": {"scores": "logits"}, "labels": ["female", "male"], "colour": "yes"}"#,
             r#"{"input": {"width": 8, "height": 8, "channels": "yuv"}, "output": {"scores": "logits"}, "labels": ["female", "male"]}"#,
+            r#"{"input": {"width": 8, "height": 8, "channels": "rgb"}, "output": {"scores": "logits"}, "labels": ["female", "male"], "batch": 0}"#,
+            // `sort` made a queue of this many slots and aborted.
+            r#"{"input": {"width": 8, "height": 8, "channels": "rgb"}, "output": {"scores": "logits"}, "labels": ["female", "male"], "batch": 1000000000000}"#,
         ] {
             match PreprocessSpec::from_json(text, "dir/m.preprocess.json") {
                 Err(ModelError::Format { path, .. }) => assert_eq!(path, "dir/m.preprocess.json"),

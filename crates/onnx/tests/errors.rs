@@ -145,6 +145,11 @@ fn out_of_range_output_slice_is_a_format_error() {
     let model = staged(dir.path(), "m.onnx", Some(&spec));
     let reason = format_reason(OnnxClassifier::from_path(&model, None), &model);
     assert!(reason.contains("reads 1..3"), "{reason}");
+    // An offset so large that offset + 2 wrapped around: it passed this check, then panicked.
+    let spec = dlib_spec(r#"["female", "male"]"#, usize::MAX, 32);
+    std::fs::write(gc_onnx::PreprocessSpec::sidecar_path(&model), spec).unwrap();
+    let reason = format_reason(OnnxClassifier::from_path(&model, None), &model);
+    assert!(reason.contains("values per image"), "{reason}");
 
     let spec = dlib_spec(r#"["female", "male"]"#, 0, 32).replace("\"probabilities\",", "\"prob\",");
     std::fs::write(gc_onnx::PreprocessSpec::sidecar_path(&model), spec).unwrap();

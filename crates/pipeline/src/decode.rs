@@ -389,6 +389,15 @@ fn decode_with_image(
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(map((width, height)))?;
     image.apply_orientation(orientation);
+    // A GIF whose screen is 0x0 decodes to no pixels even when its frame has some; refused here,
+    // where the file is named, rather than by every model with a message about buffer sizes.
+    if image.width() == 0 || image.height() == 0 {
+        return Err(DecodeError::Corrupt {
+            path: path.to_path_buf(),
+            format: name,
+            reason: format!("an image of {}x{} pixels", image.width(), image.height()),
+        });
+    }
     // Alpha is dropped, not composited: faces in datasets are opaque, and Keras does the same.
     Ok(image.into_rgb8())
 }
@@ -421,6 +430,22 @@ mod tests {
             decode_rgb(dir.path()),
             Err(DecodeError::IsADirectory { .. })
         ));
+    }
+
+    #[test]
+    fn an_image_without_pixels_is_refused() {
+        let mut gif = Vec::new();
+        RgbImage::new(2, 2)
+            .write_to(&mut Cursor::new(&mut gif), ImageFormat::Gif)
+            .unwrap();
+        // The logical screen (bytes 6-9, after "GIF89a") made 0x0; the 2x2 frame stays.
+        gif[6..10].fill(0);
+        match decode_rgb_bytes(&gif, "empty.gif") {
+            Err(e @ DecodeError::Corrupt { .. }) => {
+                assert!(e.to_string().contains("0x0 pixels"), "{e}")
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
     }
 
     #[test]

@@ -117,9 +117,9 @@ impl PipelineConfig {
 /// A configuration the pipeline cannot run with.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    /// `batch_size` is zero.
-    #[error("batch size must be at least 1")]
-    ZeroBatchSize,
+    /// `batch_size` is zero or over `gc_core::MAX_BATCH`.
+    #[error("batch size {0} must be in 1..={max}", max = gc_core::MAX_BATCH)]
+    BatchSize(usize),
     /// The crop does not fit in the resized image, or a side is zero.
     #[error("image size {}x{} does not fit in resize size {}x{}", image.width, image.height, resize.width, resize.height)]
     InvalidGeometry { image: Size, resize: Size },
@@ -217,8 +217,8 @@ const RECIPE: &str = "zune-jpeg strict + image 0.25, exif orientation, rgb8, fas
 
 impl Pipeline {
     pub fn new(samples: Vec<Sample>, config: PipelineConfig) -> Result<Pipeline, PipelineError> {
-        if config.batch_size == 0 {
-            return Err(PipelineError::ZeroBatchSize);
+        if !(1..=gc_core::MAX_BATCH).contains(&config.batch_size) {
+            return Err(PipelineError::BatchSize(config.batch_size));
         }
         if config.color_jitter_percent > 100 {
             return Err(PipelineError::ColorJitter(config.color_jitter_percent));
@@ -624,7 +624,16 @@ mod tests {
         };
         assert!(matches!(
             Pipeline::new(vec![], zero),
-            Err(PipelineError::ZeroBatchSize)
+            Err(PipelineError::BatchSize(0))
+        ));
+        // A batch of 10^12 was a Vec::with_capacity of that many: an abort, not an error.
+        let huge = PipelineConfig {
+            batch_size: 1 << 40,
+            ..PipelineConfig::default()
+        };
+        assert!(matches!(
+            Pipeline::new(vec![], huge),
+            Err(PipelineError::BatchSize(n)) if n == 1 << 40
         ));
         let big = PipelineConfig {
             image_size: Size::square(200),

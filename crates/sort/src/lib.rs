@@ -224,7 +224,9 @@ impl Sort {
         let (sorted, stopped) = std::thread::scope(|scope| {
             // A few batches of slack: enough to keep both sides busy, little memory (outcomes
             // hold no pixels).
-            let (tx, rx) = std::sync::mpsc::sync_channel::<PhotoOutcome>(batch.max(1) * 4);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<PhotoOutcome>(
+                batch.clamp(1, gc_core::MAX_BATCH).saturating_mul(4),
+            );
             let this = &mut self;
             let stop_flag = &stop;
             // What was classified before a Ctrl-C is placed: the classifying side stops
@@ -312,9 +314,14 @@ impl Sort {
     fn place(&mut self, source: &Path, category: Category) -> std::io::Result<String> {
         let dir = self.dst.join(category.name());
         std::fs::create_dir_all(&dir)?;
+        // The photo's own name where it is text; a name that is not UTF-8 gets its escaped
+        // text (two photos whose names then read alike get two names, as any others do).
         let name = source
             .file_name()
-            .map(gc_classify::inputs::path_text)
+            .map(|n| {
+                n.to_str()
+                    .map_or_else(|| gc_classify::inputs::path_text(n), str::to_owned)
+            })
             .unwrap_or_else(|| "photo".into());
         let (stem, ext) = place::split_name(&name);
         for n in 1.. {
@@ -389,12 +396,22 @@ fn relative(root: &Path, path: &Path) -> String {
         .join("/")
 }
 
+/// Whether the file already at `b` is a copy of photo `a`. A `b` that cannot be read (a broken
+/// link, no permission) is not: the photo then goes to the next free name, where before every
+/// run failed on it.
 fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {
-    let (ma, mb) = (std::fs::metadata(a)?, std::fs::metadata(b)?);
+    let ma = std::fs::metadata(a)?;
+    let Ok(mb) = std::fs::metadata(b) else {
+        return Ok(false);
+    };
     if ma.len() != mb.len() || !mb.is_file() {
         return Ok(false);
     }
-    Ok(std::fs::read(a)? == std::fs::read(b)?)
+    let theirs = match std::fs::read(b) {
+        Ok(bytes) => bytes,
+        Err(_) => return Ok(false),
+    };
+    Ok(std::fs::read(a)? == theirs)
 }
 
 /// Hard links cannot cross file systems: refused before any photo, rather than for every one.

@@ -437,6 +437,32 @@ fn photos_that_failed_are_tried_again() {
 }
 
 #[test]
+fn a_broken_link_where_a_copy_would_go_is_passed_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("photos");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(shared("photos/ultraface-mnn-4.jpg"), src.join("a.jpg")).unwrap();
+    let dst = tmp.path().join("sorted");
+    let m = models();
+    sort_all(&m, &src, &dst);
+    // A new photo, and a dangling link of its name in every category folder: every run failed
+    // on it ("No such file or directory" reading the link) and it was never sorted.
+    std::fs::copy(shared("photos/ultraface-imgs-2.jpg"), src.join("b.jpg")).unwrap();
+    for c in Category::ALL.into_iter().filter(|&c| c != Category::Error) {
+        let dir = dst.join(c.name());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("nowhere"), dir.join("b.jpg")).unwrap();
+    }
+    assert_eq!(sort_all(&m, &src, &dst).sorted, 1);
+    let b = rows(&dst).into_iter().find(|r| r.photo == "b.jpg").unwrap();
+    assert!(b.destination.ends_with("/b (2).jpg"), "{b:?}");
+    assert_eq!(
+        std::fs::read(dst.join(&b.destination)).unwrap(),
+        std::fs::read(src.join("b.jpg")).unwrap()
+    );
+}
+
+#[test]
 fn a_cancelled_run_places_what_it_classified_and_starts_nothing_more() {
     let tmp = tempfile::tempdir().unwrap();
     let src = photo_folder(tmp.path());
@@ -527,12 +553,19 @@ fn names_that_are_not_utf8_stay_apart() {
         let name = std::ffi::OsStr::from_bytes(&bytes);
         std::fs::copy(shared(&format!("photos/{photo}")), src.join(name)).unwrap();
     }
+    // And a name that is UTF-8 but reads like the escape of the first: it was taken for it, and
+    // never sorted.
+    std::fs::copy(
+        shared("photos/ultraface-mnn-4.jpg"),
+        src.join(r"bad\xff.jpg"),
+    )
+    .unwrap();
     let dst = tmp.path().join("sorted");
     let m = models();
     sort_all(&m, &src, &dst);
     let mut photos: Vec<String> = rows(&dst).into_iter().map(|r| r.photo).collect();
     photos.sort();
-    assert_eq!(photos, [r"bad\xfe.jpg", r"bad\xff.jpg"]);
+    assert_eq!(photos, [r"bad\\xff.jpg", r"bad\xfe.jpg", r"bad\xff.jpg"]);
     // A second run finds both done.
     assert_eq!(sort_all(&m, &src, &dst).sorted, 0);
 }

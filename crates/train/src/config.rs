@@ -320,8 +320,12 @@ impl TrainConfig {
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
         }
-        if self.batch_size == 0 {
-            return bad("batch size must be at least 1".into());
+        if self.batch_size == 0 || self.batch_size > gc_core::MAX_BATCH {
+            return bad(format!(
+                "batch size {} must be in 1..={}",
+                self.batch_size,
+                gc_core::MAX_BATCH
+            ));
         }
         if !(self.lr > 0.0 && self.lr <= 1.0) {
             return bad(format!("learning rate {} must be in (0, 1]", self.lr));

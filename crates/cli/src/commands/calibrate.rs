@@ -49,14 +49,6 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
     for (path, why) in &run.skipped {
         errln!("{}: error: {why}", crate::out::shown(path));
     }
-    if let Some(s) = run.samples.iter().find(|s| !s.p_female.is_finite()) {
-        bail!(
-            "{}: the model gave a probability of {} for {}; cannot fit a temperature",
-            model.name(),
-            s.p_female,
-            s.id
-        );
-    }
     let classes: std::collections::BTreeSet<_> = run.samples.iter().map(|s| s.truth).collect();
     if classes.len() == 1 {
         bail!(

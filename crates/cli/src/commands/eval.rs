@@ -60,14 +60,16 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     let opts = EvalOptions {
         min_confidence: c.min_confidence,
         failures: c.failures,
+        failures_per_group: c.failures.min(EvalOptions::default().failures_per_group),
         ..EvalOptions::default()
     };
-    let mut results = Vec::new();
+    let mut runs: Vec<(String, ModelRun)> = Vec::new();
     let mut skipped = Vec::new();
     let mut named = std::collections::HashSet::new();
     for m in models {
         let model = load(m)?;
-        let name = column_name(model.name(), m.0.as_deref(), &results);
+        let taken: Vec<&str> = runs.iter().map(|(n, _)| n.as_str()).collect();
+        let name = column_name(model.name(), m.0.as_deref(), &taken);
         let run = run_with_progress(model.as_ref(), &images, c.batch_size);
         // Each file once, even when every model fails on it.
         for (path, why) in &run.skipped {
@@ -75,34 +77,54 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
                 errln!("{}: error: {why}", crate::out::shown(path));
             }
         }
-        let evaluation = evaluate(&run.samples, &opts);
+        let right = run.samples.iter().filter(|s| s.correct()).count();
         errln!(
             "{}: accuracy {} on {} images, {:.1} images/s, {} could not be classified",
             name,
-            evaluation
-                .accuracy
-                .value
-                .map(|v| format!("{:.2}%", v * 100.0))
-                .unwrap_or_default(),
-            evaluation.n,
+            if run.samples.is_empty() {
+                String::new()
+            } else {
+                format!("{:.2}%", 100.0 * right as f64 / run.samples.len() as f64)
+            },
+            run.samples.len(),
             run.images_per_second,
             run.skipped.len()
         );
         skipped.extend(
             run.skipped
-                .into_iter()
-                .map(|(p, w)| (p, format!("{name}: {w}"))),
+                .iter()
+                .map(|(p, w)| (p.clone(), format!("{name}: {w}"))),
         );
-        results.push(ModelResult {
-            name,
-            evaluation,
-            images_per_second: Some(run.images_per_second),
-        });
+        runs.push((name, run));
     }
-    if results.iter().all(|r| r.evaluation.n == 0) {
+    // A comparison is on the same images: one that a model could not classify is left out for
+    // all of them (and listed), or each column would count other faces.
+    let common = common_images(&runs);
+    let results: Vec<ModelResult> = runs
+        .into_iter()
+        .map(|(name, run)| {
+            let samples: Vec<_> = run
+                .samples
+                .into_iter()
+                .filter(|s| common.contains(s.id.as_str()))
+                .collect();
+            ModelResult {
+                name,
+                evaluation: evaluate(&samples, &opts),
+                images_per_second: Some(run.images_per_second),
+            }
+        })
+        .collect();
+    let evaluated = results.first().map_or(0, |r| r.evaluation.n);
+    if evaluated == 0 {
         anyhow::bail!(
-            "none of the {} images could be classified; no report written",
-            images.len()
+            "none of the {} images could be classified{}; no report written",
+            images.len(),
+            if models.len() > 1 {
+                " by every model"
+            } else {
+                ""
+            }
         );
     }
     let report = Report {
@@ -112,10 +134,24 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
             "Comparison of gender classifiers".into()
         },
         data: format!(
-            "Data: {} (split {}), {} images. Positive class for the rates: female. Intervals: 95% Wilson. Gaps leave out groups under {} images.",
+            "Data: {} (split {}), {} images{}. Positive class for the rates: female. Intervals: 95% Wilson. Gaps leave out groups under {} images (for the true- and false-positive rates, under {} women or men; on what is kept at a minimum confidence, under {} kept).",
             c.data.display(),
             split,
             images.len(),
+            if evaluated < images.len() {
+                format!(
+                    ", {evaluated} of them classified{}",
+                    if results.len() > 1 {
+                        " by every model"
+                    } else {
+                        ""
+                    }
+                )
+            } else {
+                String::new()
+            },
+            opts.min_group_for_gaps,
+            opts.min_group_for_gaps,
             opts.min_group_for_gaps
         ),
         models: results,
@@ -124,7 +160,13 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
     let thumbs: HashMap<String, String> = report
         .models
         .iter()
-        .flat_map(|m| m.evaluation.failures.iter().map(|f| f.id.clone()))
+        .flat_map(|m| {
+            let e = &m.evaluation;
+            e.failures
+                .iter()
+                .chain(e.failures_by_group.iter().flat_map(|g| &g.failures))
+                .map(|f| f.id.clone())
+        })
         .filter_map(|id| thumbnail_data_uri(Path::new(&id), 128).map(|uri| (id, uri)))
         .collect();
     let [json, md, html] = REPORT_FILES.map(|name| c.out.join(name));
@@ -182,8 +224,8 @@ fn check_report_folder(out: &Path) -> anyhow::Result<()> {
 
 /// A model's name in the report, told apart from the columns before it: two copies of one
 /// model file in two folders had two columns under one heading.
-fn column_name(name: &str, given: Option<&str>, before: &[ModelResult]) -> String {
-    let taken = |n: &str| before.iter().any(|r| r.name == n);
+fn column_name(name: &str, given: Option<&str>, before: &[&str]) -> String {
+    let taken = |n: &str| before.contains(&n);
     if !taken(name) {
         return name.to_string();
     }
@@ -195,6 +237,20 @@ fn column_name(name: &str, given: Option<&str>, before: &[ModelResult]) -> Strin
         .map(|k| format!("{with_path} #{k}"))
         .find(|n| !taken(n))
         .unwrap_or(with_path)
+}
+
+/// The images every run classified.
+fn common_images(runs: &[(String, ModelRun)]) -> std::collections::HashSet<String> {
+    let mut common: std::collections::HashSet<String> = runs
+        .first()
+        .map(|(_, r)| r.samples.iter().map(|s| s.id.clone()).collect())
+        .unwrap_or_default();
+    for (_, run) in runs.iter().skip(1) {
+        let ids: std::collections::HashSet<&str> =
+            run.samples.iter().map(|s| s.id.as_str()).collect();
+        common.retain(|id| ids.contains(id.as_str()));
+    }
+    common
 }
 
 /// The labelled images of `split` in `data`; with `limit`, that many spread evenly over them.
@@ -276,15 +332,11 @@ mod tests {
 
     #[test]
     fn columns_of_the_same_name_are_told_apart() {
-        let result = |name: &str| ModelResult {
-            name: name.into(),
-            evaluation: gc_eval::evaluate(&[], &gc_eval::EvalOptions::default()),
-            images_per_second: None,
-        };
-        let mut before = vec![];
+        let mut before: Vec<String> = vec![];
         let mut add = |name: &str, given: Option<&str>| {
-            let n = column_name(name, given, &before);
-            before.push(result(&n));
+            let taken: Vec<&str> = before.iter().map(String::as_str).collect();
+            let n = column_name(name, given, &taken);
+            before.push(n.clone());
             n
         };
         assert_eq!(add("dlib", Some("a/dlib.onnx")), "dlib");
@@ -292,6 +344,35 @@ mod tests {
         assert_eq!(add("built-in", None), "built-in");
         assert_eq!(add("built-in", None), "built-in (builtin)");
         assert_eq!(add("built-in", None), "built-in (builtin) #2");
+    }
+
+    #[test]
+    fn a_comparison_keeps_the_images_every_model_classified() {
+        let sample = |id: &str| gc_eval::Sample {
+            id: id.into(),
+            truth: gc_core::Gender::Female,
+            p_female: 0.9,
+            age: None,
+            race: None,
+        };
+        let run = |ids: &[&str]| ModelRun {
+            samples: ids.iter().map(|id| sample(id)).collect(),
+            skipped: vec![],
+            images_per_second: 1.0,
+        };
+        let runs = vec![
+            ("a".to_string(), run(&["x", "y", "z"])),
+            ("b".to_string(), run(&["x", "z"])),
+            ("c".to_string(), run(&["z", "x", "w"])),
+        ];
+        let mut common: Vec<String> = common_images(&runs).into_iter().collect();
+        common.sort();
+        assert_eq!(common, ["x", "z"]);
+        assert_eq!(
+            common_images(&runs[..1]).len(),
+            3,
+            "one model keeps all it classified"
+        );
     }
 
     #[test]
