@@ -37,6 +37,11 @@ pub fn with_default_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<
     args
 }
 
+/// `--batch-size` of the commands that run a model: 1 to `gc_core::MAX_BATCH`.
+fn batch_size() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=gc_core::MAX_BATCH as u64)
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "gender-classifier", version, about, long_about = None)]
 pub struct Cli {
@@ -156,7 +161,7 @@ pub struct CalibrateArgs {
     pub limit: Option<usize>,
 
     /// Images per model call.
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=gc_core::MAX_BATCH as u64))]
+    #[arg(long, value_parser = batch_size())]
     pub batch_size: Option<usize>,
 
     /// Print the calibration file's JSON on stdout instead of a summary.
@@ -190,7 +195,7 @@ pub struct EvalCommon {
     pub limit: Option<usize>,
 
     /// Images per model call.
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=gc_core::MAX_BATCH as u64))]
+    #[arg(long, value_parser = batch_size())]
     pub batch_size: Option<usize>,
 
     /// How many of the most confident failures to show per model (and per age bucket and race
@@ -220,7 +225,7 @@ pub struct PredictArgs {
     pub json: bool,
 
     /// Images per model call (default: what the model prefers).
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=gc_core::MAX_BATCH as u64))]
+    #[arg(long, value_parser = batch_size())]
     pub batch_size: Option<usize>,
 
     /// Write a copy of each photo with the faces boxed and labelled into this folder (created if
@@ -304,7 +309,7 @@ pub struct SortArgs {
     pub faces: FaceArgs,
 
     /// Images per model call (default: what the model prefers).
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=gc_core::MAX_BATCH as u64))]
+    #[arg(long, value_parser = batch_size())]
     pub batch_size: Option<usize>,
 }
 

@@ -16,12 +16,12 @@ pub use classifier::{
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::str::FromStr;
 
 /// The most images one model call, or one training step, may take. Batches gain nothing past a
 /// few hundred images on a CPU, and a larger value given by mistake (or in a model's spec) made
 /// queues of that many slots: 10^12 aborted `sort` allocating them.
 pub const MAX_BATCH: usize = 4096;
-use std::str::FromStr;
 
 /// Perceived gender as labelled in the data. Classes are ordered by name, as Keras'
 /// `image_dataset_from_directory` orders class folders, so `Female` is class 0 and `Male` class 1.

@@ -216,23 +216,11 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
 
     let age = |s: &Sample| s.age.map(|a| AgeBucket::of_age(a).to_string());
     let race = |s: &Sample| s.race.map(|r| r.to_string());
+    let ages: Vec<String> = AgeBucket::ALL.iter().map(|a| a.to_string()).collect();
+    let races: Vec<String> = Race::ALL.iter().map(|r| r.to_string()).collect();
     let groups = vec![
-        table(
-            "age",
-            samples,
-            opts,
-            Parity::Compare,
-            age,
-            AgeBucket::ALL.iter().map(|a| a.to_string()).collect(),
-        ),
-        table(
-            "race",
-            samples,
-            opts,
-            Parity::Compare,
-            race,
-            Race::ALL.iter().map(|r| r.to_string()).collect(),
-        ),
+        table("age", samples, opts, Parity::Compare, age, ages.clone()),
+        table("race", samples, opts, Parity::Compare, race, races.clone()),
         // UTKFace's race groups differ in age (27% of its Asian test faces are under 10, 3.5% of
         // its Black ones), and children are the hardest faces for every model, so the race table
         // alone mixes a race effect with an age one; the same table over adults separates them.
@@ -246,7 +234,7 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
                     .filter(|a| ADULT_AGES.contains(a))
                     .and_then(|_| race(s))
             },
-            Race::ALL.iter().map(|r| r.to_string()).collect(),
+            races.clone(),
         ),
         table(
             "race x gender",
@@ -286,28 +274,42 @@ pub fn evaluate(samples: &[Sample], opts: &EvalOptions) -> Evaluation {
         selective_accuracy,
         groups,
         failures: worst_failures(samples.iter(), opts.failures),
-        failures_by_group: AgeBucket::ALL
-            .iter()
-            .map(|a| ("age", a.to_string()))
-            .chain(Race::ALL.iter().map(|r| ("race", r.to_string())))
-            .filter_map(|(by, group)| {
-                let key: &dyn Fn(&Sample) -> Option<String> =
-                    if by == "age" { &age } else { &race };
-                let members: Vec<&Sample> = samples
-                    .iter()
-                    .filter(|s| key(s).as_deref() == Some(group.as_str()))
-                    .collect();
-                let wrong = members.iter().filter(|s| !s.correct()).count();
-                (wrong > 0 && opts.failures_per_group > 0).then(|| GroupFailures {
-                    by: by.to_string(),
-                    group,
-                    wrong,
-                    n: members.len(),
-                    failures: worst_failures(members.into_iter(), opts.failures_per_group),
-                })
-            })
-            .collect(),
+        failures_by_group: [
+            failures_by("age", samples, opts, age, ages),
+            failures_by("race", samples, opts, race, races),
+        ]
+        .concat(),
     }
+}
+
+/// The most confident failures of each of `groups` (by `key`), for groups with any.
+fn failures_by(
+    by: &str,
+    samples: &[Sample],
+    opts: &EvalOptions,
+    key: impl Fn(&Sample) -> Option<String>,
+    groups: Vec<String>,
+) -> Vec<GroupFailures> {
+    if opts.failures_per_group == 0 {
+        return Vec::new();
+    }
+    groups
+        .into_iter()
+        .filter_map(|group| {
+            let members: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| key(s).as_deref() == Some(group.as_str()))
+                .collect();
+            let wrong = members.iter().filter(|s| !s.correct()).count();
+            (wrong > 0).then(|| GroupFailures {
+                by: by.to_string(),
+                group,
+                wrong,
+                n: members.len(),
+                failures: worst_failures(members.into_iter(), opts.failures_per_group),
+            })
+        })
+        .collect()
 }
 
 /// The most confident wrong predictions among `samples`.

@@ -225,7 +225,7 @@ impl Sort {
             // A few batches of slack: enough to keep both sides busy, little memory (outcomes
             // hold no pixels).
             let (tx, rx) = std::sync::mpsc::sync_channel::<PhotoOutcome>(
-                batch.clamp(1, gc_core::MAX_BATCH).saturating_mul(4),
+                batch.clamp(1, gc_core::MAX_BATCH) * 4,
             );
             let this = &mut self;
             let stop_flag = &stop;

@@ -566,6 +566,6 @@ fn names_that_are_not_utf8_stay_apart() {
     let mut photos: Vec<String> = rows(&dst).into_iter().map(|r| r.photo).collect();
     photos.sort();
     assert_eq!(photos, [r"bad\\xff.jpg", r"bad\xfe.jpg", r"bad\xff.jpg"]);
-    // A second run finds both done.
+    // A second run finds all three done.
     assert_eq!(sort_all(&m, &src, &dst).sorted, 0);
 }

@@ -116,15 +116,15 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
         })
         .collect();
     let evaluated = results.first().map_or(0, |r| r.evaluation.n);
+    let by_every = if results.len() > 1 {
+        " by every model"
+    } else {
+        ""
+    };
     if evaluated == 0 {
         anyhow::bail!(
-            "none of the {} images could be classified{}; no report written",
-            images.len(),
-            if models.len() > 1 {
-                " by every model"
-            } else {
-                ""
-            }
+            "none of the {} images could be classified{by_every}; no report written",
+            images.len()
         );
     }
     let report = Report {
@@ -139,14 +139,7 @@ fn run(models: &[(Option<String>, Option<String>)], c: &EvalCommon) -> anyhow::R
             split,
             images.len(),
             if evaluated < images.len() {
-                format!(
-                    ", {evaluated} of them classified{}",
-                    if results.len() > 1 {
-                        " by every model"
-                    } else {
-                        ""
-                    }
-                )
+                format!(", {evaluated} of them classified{by_every}")
             } else {
                 String::new()
             },
