@@ -94,11 +94,16 @@ fn fill(img: &mut RgbImage, x0: u32, y0: u32, x1: u32, y1: u32, c: Rgb<u8>) {
     }
 }
 
-/// Decodes `photo` again, draws `verdict` on it and writes it into `out_dir` as a JPEG named after
-/// the photo (`IMG_1.jpg` becomes `IMG_1.jpg` there, then `IMG_1 (2).jpg` if that name is taken).
-/// Returns the path written.
-pub fn write_annotated(photo: &Path, verdict: &Verdict, out_dir: &Path) -> Result<PathBuf, String> {
-    let mut img = gc_pipeline::decode::decode_rgb(photo).map_err(|e| e.to_string())?;
+/// Decodes `file`, the bytes of `photo` that were classified, draws `verdict` on it and writes it
+/// into `out_dir` as a JPEG named after the photo (`IMG_1.jpg` becomes `IMG_1.jpg` there, then
+/// `IMG_1 (2).jpg` if that name is taken). Returns the path written.
+pub fn write_annotated(
+    photo: &Path,
+    file: &[u8],
+    verdict: &Verdict,
+    out_dir: &Path,
+) -> Result<PathBuf, String> {
+    let mut img = gc_pipeline::decode::decode_rgb_bytes(file, photo).map_err(|e| e.to_string())?;
     draw(&mut img, verdict);
     let stem = photo
         .file_stem()

@@ -10,7 +10,7 @@ use crate::run::Prediction;
 use gc_core::{Classifier, RgbView};
 use gc_detect::{Detector, aligned_face_crop, face_crop};
 use rayon::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// When to look for faces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,9 @@ pub struct PhotoOutcome {
     /// The photo's size after EXIF rotation, when it could be decoded.
     pub size: Option<(u32, u32)>,
     pub result: Result<Verdict, String>,
+    /// The photo's file as it was read and classified, when the run was asked to keep it
+    /// ([`classify_photos_keeping_files`]).
+    pub file: Option<Vec<u8>>,
 }
 
 /// Classifies the faces of `inputs`, `batch` photos at a time, calling `emit` once per photo in
@@ -77,6 +80,26 @@ pub fn classify_photos(
     classify_photos_until(model, detector, mode, inputs, batch, &|| false, emit);
 }
 
+/// [`classify_photos`] that hands each photo's file bytes back in [`PhotoOutcome::file`], so that
+/// what is done with the photo afterwards (`--annotate`) works on the very bytes classified: a
+/// named pipe cannot be read twice, and a photo replaced meanwhile would be drawn on with another
+/// photo's faces. A batch's files are held until it is emitted.
+pub fn classify_photos_keeping_files(
+    model: &dyn Classifier,
+    detector: Option<&Detector>,
+    mode: DetectMode,
+    inputs: &[Input],
+    batch: usize,
+    mut emit: impl FnMut(PhotoOutcome),
+) {
+    let framing = Framing {
+        detector,
+        mode,
+        keep_files: true,
+    };
+    run_photos(model, framing, inputs, batch, &|| false, &mut emit);
+}
+
 /// [`classify_photos`] that stops once `halted` says so: the batch in hand is finished and
 /// emitted, and no other is started (a sort stopped by Ctrl-C places what it has classified).
 pub fn classify_photos_until(
@@ -88,13 +111,37 @@ pub fn classify_photos_until(
     halted: &(dyn Fn() -> bool + Sync),
     mut emit: impl FnMut(PhotoOutcome),
 ) {
+    let framing = Framing {
+        detector,
+        mode,
+        keep_files: false,
+    };
+    run_photos(model, framing, inputs, batch, halted, &mut emit);
+}
+
+/// How photos are read and framed.
+#[derive(Clone, Copy)]
+struct Framing<'a> {
+    detector: Option<&'a Detector>,
+    mode: DetectMode,
+    keep_files: bool,
+}
+
+fn run_photos(
+    model: &dyn Classifier,
+    framing: Framing<'_>,
+    inputs: &[Input],
+    batch: usize,
+    halted: &(dyn Fn() -> bool + Sync),
+    emit: &mut impl FnMut(PhotoOutcome),
+) {
     crate::run::overlapped(
         inputs,
         batch,
-        |chunk| prepare_chunk(detector, mode, chunk),
+        |chunk| prepare_chunk(framing, chunk),
         |prepared| classify_prepared(model, prepared),
         halted,
-        &mut emit,
+        emit,
     );
 }
 
@@ -104,6 +151,7 @@ struct Prepared {
     size: Option<(u32, u32)>,
     /// `Ok((whole, crops))`: `whole` when the image is classified as one face, else the faces.
     result: Result<(bool, Vec<Crop>), String>,
+    file: Option<Vec<u8>>,
 }
 
 struct Crop {
@@ -114,29 +162,45 @@ struct Crop {
     pixels: Vec<u8>,
 }
 
-fn prepare_chunk(detector: Option<&Detector>, mode: DetectMode, chunk: &[Input]) -> Vec<Prepared> {
+fn prepare_chunk(framing: Framing<'_>, chunk: &[Input]) -> Vec<Prepared> {
     chunk
         .par_iter()
         .map(|input| {
-            let decoded = match &input.problem {
-                Some(p) => Err(p.clone()),
-                None => gc_pipeline::decode::decode_rgb(&input.path)
-                    .map_err(|e| crate::run::reason(&input.path, &e)),
+            let (decoded, file) = match &input.problem {
+                Some(p) => (Err(p.clone()), None),
+                None => read_and_decode(&input.path, framing.keep_files),
             };
             let (size, result) = match decoded {
                 Err(e) => (None, Err(e)),
                 Ok(img) => (
                     Some((img.width(), img.height())),
-                    frame(detector, mode, img),
+                    frame(framing.detector, framing.mode, img),
                 ),
             };
             Prepared {
                 path: input.path.clone(),
                 size,
                 result,
+                file,
             }
         })
         .collect()
+}
+
+/// The decoded photo, and its file's bytes when `keep_file` (those that could be read).
+fn read_and_decode(
+    path: &Path,
+    keep_file: bool,
+) -> (Result<image::RgbImage, String>, Option<Vec<u8>>) {
+    use gc_pipeline::decode::{DecodeLimits, decode_rgb, decode_rgb_bytes, read_image_file};
+    let reason = |e| crate::run::reason(path, &e);
+    if !keep_file {
+        return (decode_rgb(path).map_err(reason), None);
+    }
+    match read_image_file(path, &DecodeLimits::default()) {
+        Ok(bytes) => (decode_rgb_bytes(&bytes, path).map_err(reason), Some(bytes)),
+        Err(e) => (Err(reason(e)), None),
+    }
 }
 
 fn frame(
@@ -203,6 +267,7 @@ pub fn classify_image(
         path: PathBuf::new(),
         size: Some((img.width(), img.height())),
         result: frame(detector, mode, img),
+        file: None,
     };
     classify_prepared(model, vec![prepared])
         .pop()
@@ -272,6 +337,7 @@ fn classify_prepared(model: &dyn Classifier, prepared: Vec<Prepared>) -> Vec<Pho
                 path: p.path,
                 size: p.size,
                 result,
+                file: p.file,
             }
         })
         .collect()
@@ -284,6 +350,7 @@ fn fail_all(prepared: Vec<Prepared>, msg: &str) -> Vec<PhotoOutcome> {
             path: p.path,
             size: p.size,
             result: p.result.and_then(|_| Err(msg.to_string())),
+            file: p.file,
         })
         .collect()
 }
@@ -318,6 +385,7 @@ mod tests {
             path: name.into(),
             size: Some((100, 100)),
             result: Ok((false, widths.iter().map(|w| crop(*w)).collect())),
+            file: None,
         };
         let out = classify_prepared(
             &model,

@@ -97,6 +97,38 @@ fn annotate_writes_boxed_copies_and_never_replaces_a_file() {
     assert_eq!(std::fs::read(&written).unwrap(), first);
 }
 
+#[cfg(unix)]
+#[test]
+fn a_photo_read_from_a_named_pipe_is_annotated_from_the_bytes_classified() {
+    // A pipe gives its bytes once: the copy must be drawn from what was read to classify it.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("piped.jpg");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let bytes = std::fs::read(shared("photos/group-6-people.jpg")).unwrap();
+    let writer = {
+        let (fifo, bytes) = (fifo.clone(), bytes.clone());
+        std::thread::spawn(move || std::fs::write(fifo, bytes))
+    };
+    let out = dir.path().join("annotated");
+    let (code, stdout, stderr) = run(bin()
+        .args(["predict", "--json", "--annotate"])
+        .arg(&out)
+        .arg("--detector")
+        .arg(detector())
+        .arg(&fifo));
+    assert_eq!(code, 0, "{stderr}");
+    writer.join().unwrap().unwrap();
+    assert_eq!(boxes(&json_lines(&stdout)[0]).len(), 6, "{stdout}");
+    let annotated = image::open(out.join("piped.jpg")).unwrap().to_rgb8();
+    let original = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    assert_eq!(annotated.dimensions(), original.dimensions());
+    assert_ne!(annotated, original);
+}
+
 #[test]
 fn an_exif_rotated_group_photo_gives_the_same_faces() {
     let dir = tempfile::tempdir().unwrap();

@@ -123,7 +123,7 @@ pub fn decode_rgb_with_limits(
     limits: &DecodeLimits,
 ) -> Result<RgbImage, DecodeError> {
     let path = path.as_ref();
-    let bytes = read_file(path, limits)?;
+    let bytes = read_image_file(path, limits)?;
     decode_rgb_bytes_with_limits(&bytes, path, limits)
 }
 
@@ -181,7 +181,10 @@ impl DecodeLimits {
 /// are read alone and the rest only if they name an image format, and never more than
 /// `limits.max_file_bytes()`: a video or disk image named `.jpg`, or a device such as
 /// `/dev/zero`, would otherwise be read into memory whole before being refused.
-fn read_file(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, DecodeError> {
+///
+/// For callers that need the encoded bytes again after decoding them (a named pipe or a photo
+/// replaced meanwhile cannot be read a second time as it was).
+pub fn read_image_file(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, DecodeError> {
     let io = |e| io_error(path, e);
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::with_capacity(16);

@@ -9,7 +9,7 @@ use crate::args::PredictArgs;
 use crate::out::errln;
 use gc_classify::annotate::write_annotated;
 use gc_classify::json;
-use gc_classify::photos::{PhotoOutcome, Verdict, classify_photos};
+use gc_classify::photos::{PhotoOutcome, Verdict, classify_photos, classify_photos_keeping_files};
 use gc_classify::{Outcome, Prediction, classify_inputs, expand};
 use std::io::Write;
 
@@ -41,13 +41,8 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
                 io_error = Some(e);
             }
         }),
-        detector => classify_photos(
-            model.as_ref(),
-            detector.as_ref(),
-            mode,
-            &inputs,
-            batch,
-            |o| {
+        detector => {
+            let emit = |o: PhotoOutcome| {
                 if o.result.is_err() {
                     failed += 1;
                 }
@@ -56,8 +51,8 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
                 {
                     io_error = Some(e);
                 }
-                if let (Some(dir), Ok(verdict)) = (&args.annotate, &o.result) {
-                    match write_annotated(&o.path, verdict, dir) {
+                if let (Some(dir), Ok(verdict), Some(file)) = (&args.annotate, &o.result, &o.file) {
+                    match write_annotated(&o.path, file, verdict, dir) {
                         Ok(written) => {
                             tracing::info!("{}: wrote {}", o.path.display(), written.display())
                         }
@@ -67,8 +62,14 @@ pub fn run(args: PredictArgs) -> anyhow::Result<Status> {
                         }
                     }
                 }
-            },
-        ),
+            };
+            let (model, detector) = (model.as_ref(), detector.as_ref());
+            if args.annotate.is_some() {
+                classify_photos_keeping_files(model, detector, mode, &inputs, batch, emit);
+            } else {
+                classify_photos(model, detector, mode, &inputs, batch, emit);
+            }
+        }
     }
     // A closed pipe (`| head`) is the reader's choice, not a failure of ours.
     crate::out::stdout_result(io_error.map_or_else(|| out.flush(), Err))?;
