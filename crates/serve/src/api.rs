@@ -11,7 +11,7 @@ use gc_pipeline::decode::{DecodeError, DecodeLimits, decode_rgb_bytes_with_limit
 use serde_json::{Value, json};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// An answer that is not a 200: its status and the reason, sent as `{"error": reason}`.
@@ -25,6 +25,13 @@ impl IntoResponse for Refusal {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        // A client that sent too much is not asked to send more on this connection; what is
+        // left of a body the drain gave up on would otherwise be read as the next request.
+        if self.0 == StatusCode::PAYLOAD_TOO_LARGE {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -37,12 +44,22 @@ pub async fn healthz(State(s): State<Arc<Service>>) -> Json<Value> {
     }))
 }
 
-/// Counts a request as in the house for as long as it lives.
-struct InHouse<'a>(&'a std::sync::atomic::AtomicUsize);
+/// Counts a request as in the house for as long as it, or the classification it started, lives.
+struct InHouse(Arc<Service>);
 
-impl Drop for InHouse<'_> {
+impl Drop for InHouse {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.in_house.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Raised when a request's handler is dropped, which is how a client that leaves shows up: the
+/// classification it started then skips what is left of its work.
+struct LeftWhenDropped(Arc<AtomicBool>);
+
+impl Drop for LeftWhenDropped {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 
@@ -69,33 +86,56 @@ pub async fn classify(State(s): State<Arc<Service>>, req: Request) -> Response {
 async fn classify_request(s: &Arc<Service>, req: Request) -> Result<Value, Refusal> {
     let limits = s.limits;
     let before = s.in_house.fetch_add(1, Ordering::SeqCst);
-    let _in_house = InHouse(&s.in_house);
+    let in_house = InHouse(Arc::clone(s));
     if before >= limits.max_concurrent + limits.max_waiting {
-        let _ = tokio::time::timeout(limits.body_timeout, drain(req, limits.max_body_bytes)).await;
+        linger(req.into_body(), limits).await;
         return Err(Refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("busy: {before} requests in progress; retry shortly"),
         ));
     }
-    let (name, bytes) =
-        tokio::time::timeout(limits.body_timeout, read_image(req, limits.max_body_bytes))
-            .await
-            .map_err(|_| {
-                Refusal(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "the body did not arrive within {} s",
-                        limits.body_timeout.as_secs_f64()
-                    ),
-                )
-            })??;
-    let _turn = s
-        .work
-        .acquire()
+    let read = tokio::time::timeout(limits.body_timeout, read_image(req, limits.max_body_bytes))
+        .await
+        .map_err(|_| {
+            Refusal(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    limits.body_timeout.as_secs_f64()
+                ),
+            )
+        })?;
+    let (name, bytes) = match read {
+        Ok(image) => image,
+        Err((refusal, unread)) => {
+            if let Some(body) = unread {
+                linger(body, limits).await;
+            }
+            return Err(refusal);
+        }
+    };
+    let turn = Arc::clone(&s.work)
+        .acquire_owned()
         .await
         .map_err(|_| Refusal(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
+    let left = Arc::new(AtomicBool::new(false));
+    let _left = LeftWhenDropped(Arc::clone(&left));
     let service = Arc::clone(s);
+    let gone = || {
+        Refusal(
+            StatusCode::REQUEST_TIMEOUT,
+            "the client left before the answer".into(),
+        )
+    };
+    // The turn and the place in the house go with the work, not with the handler: a client that
+    // leaves drops the handler, and the requests waiting behind it would otherwise take the turn
+    // and queue their work too, so that every abandoned upload was classified, after its client
+    // had gone, with its body in memory (fifteen cost 7 s of CPU).
     let work = tokio::task::spawn_blocking(move || {
+        let _held = (turn, in_house);
+        if left.load(Ordering::SeqCst) {
+            return Err(gone());
+        }
         let decode_limits = DecodeLimits {
             max_width: limits.max_side,
             max_height: limits.max_side,
@@ -105,6 +145,9 @@ async fn classify_request(s: &Arc<Service>, req: Request) -> Result<Value, Refus
         let img = decode_rgb_bytes_with_limits(&bytes, &name, &decode_limits)
             .map_err(|e| refuse_image(&e))?;
         let (width, height) = (img.width(), img.height());
+        if left.load(Ordering::SeqCst) {
+            return Err(gone());
+        }
         let verdict = classify_image(
             service.model.as_ref(),
             service.detector.as_ref(),
@@ -130,25 +173,46 @@ async fn classify_request(s: &Arc<Service>, req: Request) -> Result<Value, Refus
     }
 }
 
-/// Reads a request's body up to `max` bytes and drops it, a piece at a time.
+/// Reads what is left of a refused request's body and drops it, a piece at a time, for at most
+/// the body timeout (what nginx calls a lingering close).
 ///
 /// Why: an answer sent before the body is read closes the connection under a client that is still
-/// sending it; the client's kernel then resets the connection, and the client sees a broken pipe
-/// instead of the 503 and its Retry-After (it happened in the tests). Dropping each piece as it
-/// comes keeps the memory flat however many requests are turned away.
-async fn drain(req: Request, max: usize) {
-    let mut body = req.into_body();
-    let mut seen = 0;
-    while seen <= max {
-        match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
-            _ => break,
+/// sending it; the client's kernel then resets the connection, and a client that sends its whole
+/// body before reading (Python's http.client, browsers' fetch) sees a broken pipe instead of the
+/// 503 or 413 and its reason. Dropping each piece as it comes keeps the memory flat however many
+/// requests are turned away, and the time bound keeps a client that never stops from holding its
+/// place.
+async fn linger(mut body: Body, limits: crate::Limits) {
+    let drain = async {
+        while let Some(Ok(_)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
         }
-    }
+    };
+    let _ = tokio::time::timeout(limits.body_timeout, drain).await;
 }
 
+/// A body's bytes, up to `max`; past it `None`, with the body left unread from there.
+async fn read_up_to(body: &mut Body, max: usize) -> Result<Option<Vec<u8>>, Refusal> {
+    let mut bytes = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+        let frame = frame
+            .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            if bytes.len() + data.len() > max {
+                return Ok(None);
+            }
+            bytes.extend_from_slice(data);
+        }
+    }
+    Ok(Some(bytes))
+}
+
+/// Why a request's image could not be read, and the body left unread when it is refused for its
+/// size (to be drained, see [`linger`]).
+type Unread = (Refusal, Option<Body>);
+
 /// The image bytes of a request, and a name for messages: the form's file name, or `body`.
-async fn read_image(req: Request, max: usize) -> Result<(String, Vec<u8>), Refusal> {
+async fn read_image(req: Request, max: usize) -> Result<(String, Vec<u8>), Unread> {
     let too_large = || {
         Refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -161,21 +225,31 @@ async fn read_image(req: Request, max: usize) -> Result<(String, Vec<u8>), Refus
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
+        return Err((too_large(), Some(req.into_body())));
     }
+    // Media types are case-insensitive (RFC 9110 8.3.1).
     let is_form = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, max).await.map_err(|e| {
-        if e.to_string().contains("length limit") {
-            too_large()
-        } else {
-            Refusal(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
-        }
-    })?;
+        .is_some_and(|v| {
+            v.get(..19)
+                .is_some_and(|t| t.eq_ignore_ascii_case("multipart/form-data"))
+        });
+    let (parts, mut body) = req.into_parts();
+    let Some(bytes) = read_up_to(&mut body, max).await.map_err(|r| (r, None))? else {
+        return Err((too_large(), Some(body)));
+    };
+    let refuse = |r| (r, None);
+    read_form(parts, bytes, is_form).await.map_err(refuse)
+}
+
+/// The image of a body read whole: the body itself, or the file of a multipart form.
+async fn read_form(
+    parts: axum::http::request::Parts,
+    bytes: Vec<u8>,
+    is_form: bool,
+) -> Result<(String, Vec<u8>), Refusal> {
     if !is_form {
         if bytes.is_empty() {
             return Err(Refusal(
@@ -183,7 +257,7 @@ async fn read_image(req: Request, max: usize) -> Result<(String, Vec<u8>), Refus
                 "empty body: send an image (JPEG, PNG, WebP, BMP, GIF or TIFF)".into(),
             ));
         }
-        return Ok(("body".into(), bytes.to_vec()));
+        return Ok(("body".into(), bytes));
     }
     let bad = |e: &dyn std::fmt::Display| {
         Refusal(

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use gc_classify::photos::DetectMode;
 use gc_core::Classifier;
 use gc_detect::Detector;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -65,7 +65,7 @@ pub struct Service {
     detector: Option<Detector>,
     detect: DetectMode,
     limits: Limits,
-    work: tokio::sync::Semaphore,
+    work: Arc<tokio::sync::Semaphore>,
     in_house: AtomicUsize,
 }
 
@@ -80,7 +80,7 @@ impl Service {
             model,
             detector,
             detect,
-            work: tokio::sync::Semaphore::new(limits.max_concurrent.max(1)),
+            work: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent.max(1))),
             limits,
             in_house: AtomicUsize::new(0),
         }
@@ -101,20 +101,49 @@ pub fn router(service: Arc<Service>) -> Router {
         .with_state(service)
 }
 
-/// Serves on `listener` until `shutdown` completes; requests in flight are finished first.
+/// How long a stop waits for requests in flight: a body may take the body timeout to arrive, and
+/// its classification a few seconds more.
+fn grace(limits: &Limits) -> Duration {
+    limits.body_timeout + Duration::from_secs(10)
+}
+
+/// Serves on `listener` until `shutdown` completes; requests in flight are finished first, for at
+/// most [`grace`]. Without that bound one client holding a connection open with its headers
+/// unfinished kept the server from stopping for as long as it liked.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let grace = grace(&service.limits);
+    let (tell, told) = tokio::sync::watch::channel(false);
+    let graceful = axum::serve(listener, router(service))
+        .with_graceful_shutdown(async move {
+            let mut told = told;
+            let _ = told.wait_for(|&stop| stop).await;
+        })
+        .into_future();
+    let deadline = async move {
+        shutdown.await;
+        let _ = tell.send(true);
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = graceful => served,
+        () = deadline => {
+            tracing::warn!(
+                "stopped with connections still open after {} s",
+                grace.as_secs()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// A server on its own runtime and thread: what the command line and the tests start.
 pub struct Running {
     pub addr: SocketAddr,
+    limits: Limits,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
@@ -133,6 +162,7 @@ impl Running {
         let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = service.limits;
         let service = Arc::new(service);
         let thread = std::thread::Builder::new()
             .name("gc-serve".into())
@@ -143,6 +173,7 @@ impl Running {
             })?;
         Ok(Running {
             addr,
+            limits,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -154,20 +185,45 @@ impl Running {
     }
 
     /// Serves until the process gets Ctrl-C (SIGINT) or SIGTERM, then stops as [`Running::stop`].
+    /// A second signal stops at once: the error then says so, and the requests in flight are
+    /// dropped with the process.
     pub fn wait_for_signal(mut self) -> std::io::Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        runtime.block_on(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut term = runtime.block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        })?;
+        let signal = async move |term: &mut tokio::signal::unix::Signal| {
             tokio::select! {
                 r = tokio::signal::ctrl_c() => r,
                 _ = term.recv() => Ok(()),
             }
-        })?;
-        tracing::info!("stopping: finishing the requests in flight");
-        self.shut()
+        };
+        runtime.block_on(signal(&mut term))?;
+        tracing::info!(
+            "stopping: finishing the requests in flight (at most {} s; Ctrl-C again stops now)",
+            grace(&self.limits).as_secs()
+        );
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        runtime.block_on(async {
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            tokio::select! {
+                joined = joined => match joined {
+                    Ok(Ok(served)) => served,
+                    _ => Err(std::io::Error::other("the server thread panicked")),
+                },
+                _ = signal(&mut term) => Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "stopped at a second signal, with requests in flight",
+                )),
+            }
+        })
     }
 
     fn shut(&mut self) -> std::io::Result<()> {

@@ -12,8 +12,8 @@ use gc_serve::Limits;
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn a_photo_uploaded_on_the_page_shows_its_faces_boxed() {
+/// Node and Chromium with the page driver installed, or `None` when the test is to be skipped.
+fn browser() -> Option<(std::path::PathBuf, String)> {
     let browser_dir =
         gc_testdata::crate_dir(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -29,18 +29,25 @@ fn a_photo_uploaded_on_the_page_shows_its_faces_boxed() {
             panic!("{msg}");
         }
         eprintln!("SKIPPED: {msg}");
-        return;
+        return None;
     }
-    let server = start(Limits::default());
-    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("page-group-6-people.png");
-    let _ = std::fs::remove_file(&screenshot);
+    Some((browser_dir, chromium))
+}
+
+/// Uploads `copies` copies of the group photo through the page of a server with `limits`, and
+/// returns what `drop.mjs` printed.
+fn drop_photos(limits: Limits, copies: usize, screenshot: &Path) -> Option<serde_json::Value> {
+    let (browser_dir, chromium) = browser()?;
+    let server = start(limits);
+    let _ = std::fs::remove_file(screenshot);
     let out = Command::new("node")
         .current_dir(&browser_dir)
         .arg("drop.mjs")
         .arg(url(&server, "/"))
         .arg(shared("photos/group-6-people.jpg"))
-        .arg(&screenshot)
-        .arg("6")
+        .arg(screenshot)
+        .arg((6 * copies).to_string())
+        .arg(copies.to_string())
         .env("CHROMIUM", &chromium)
         .output()
         .unwrap();
@@ -50,7 +57,37 @@ fn a_photo_uploaded_on_the_page_shows_its_faces_boxed() {
         "drop.mjs failed: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    Some(serde_json::from_str(stdout.trim()).unwrap())
+}
+
+/// A drop of many photos on a server with one place and no waiting room: the page sends a few at
+/// a time and comes back after a 503, so every photo gets its faces (it sent all at once, and
+/// those turned away showed "busy" for good).
+#[test]
+fn many_photos_dropped_at_once_are_all_classified() {
+    let limits = Limits {
+        max_concurrent: 1,
+        max_waiting: 0,
+        ..Limits::default()
+    };
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("page-many.png");
+    let Some(result) = drop_photos(limits, 12, &screenshot) else {
+        return;
+    };
+    let captions = result["captions"].as_array().unwrap();
+    assert_eq!(captions.len(), 12, "{result}");
+    for c in captions {
+        assert!(c.as_str().unwrap().contains("6 faces"), "{result}");
+    }
+    assert_eq!(result["faces"].as_array().unwrap().len(), 72, "{result}");
+}
+
+#[test]
+fn a_photo_uploaded_on_the_page_shows_its_faces_boxed() {
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("page-group-6-people.png");
+    let Some(result) = drop_photos(Limits::default(), 1, &screenshot) else {
+        return;
+    };
     let faces = result["faces"].as_array().unwrap();
     assert_eq!(faces.len(), 6, "{result}");
     for f in faces {

@@ -122,9 +122,7 @@ fn good_requests_get_faces_and_bad_ones_a_reason() {
         assert!(error_of(&body).contains(want_reason), "{what}: {body}");
     }
 
-    // A body over the limit with its Content-Length is refused from the header. Sent by hand:
-    // the server may answer and close before the body is all sent, which a client library
-    // reports as a broken pipe instead of the answer.
+    // A body over the limit with its Content-Length is refused from the header.
     let sized = raw_sized_post(&server.addr, (1 << 20) + 1);
     assert!(sized.starts_with("HTTP/1.1 413"), "{sized}");
     assert!(sized.contains("larger than the limit"), "{sized}");
@@ -132,6 +130,32 @@ fn good_requests_get_faces_and_bad_ones_a_reason() {
     // A body over the limit without a Content-Length (chunked) is cut off while it is read.
     let chunked = raw_chunked_post(&server.addr, 3 << 20);
     assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+
+    // A client that sends its whole body before it reads (as ureq, Python's http.client and
+    // browsers do) gets the 413 too, sized or chunked, however far past the limit: the server
+    // reads and drops the rest. It answered and closed at once, and such clients saw a broken
+    // pipe instead of the reason.
+    // Streamed, not held: the memory test beside this one measures the whole process.
+    let big = || std::io::Read::take(std::io::repeat(0), 32 << 20);
+    let sized = ureq::post(&url(&server, "/v1/classify"))
+        .set("Content-Length", &(32 << 20).to_string())
+        .send(big());
+    let chunked = ureq::post(&url(&server, "/v1/classify")).send(big());
+    for (what, answer) in [("sized", sized), ("chunked", chunked)] {
+        match answer {
+            Err(ureq::Error::Status(413, r)) => {
+                assert!(r.into_string().unwrap().contains("larger than the limit"))
+            }
+            other => panic!("{what} 32 MiB: {other:?}"),
+        }
+    }
+
+    // The media type is case-insensitive: a form whose Content-Type is spelt in capitals is
+    // still read as a form.
+    let (content_type, body) = form("photo", Some("group.jpg"), &photo);
+    let shouted = content_type.replace("multipart/form-data", "Multipart/Form-Data");
+    let (status, v) = post(&url(&server, "/v1/classify"), &shouted, &body);
+    assert_eq!(status, 200, "{v}");
 
     // Two files in one form: refused, rather than the second dropped without a word.
     let (ct, mut two) = form("image", Some("a.jpg"), &photo);
@@ -383,4 +407,102 @@ fn past_the_waiting_room_requests_get_503_with_retry_after() {
         assert_eq!(retry_after.as_deref(), Some("1"), "{status}");
         assert!(body.contains("busy"), "{body}");
     }
+}
+
+/// A model that takes its time and records how many runs overlapped.
+#[derive(Default)]
+struct Slow {
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    runs: std::sync::atomic::AtomicUsize,
+}
+
+struct SlowModel(std::sync::Arc<Slow>, Vec<gc_core::ClassLabel>);
+
+impl gc_core::Classifier for SlowModel {
+    fn name(&self) -> &str {
+        "slow"
+    }
+
+    fn labels(&self) -> &[gc_core::ClassLabel] {
+        &self.1
+    }
+
+    fn classify(
+        &self,
+        images: &[gc_core::RgbView<'_>],
+    ) -> Result<Vec<Vec<f32>>, gc_core::ModelError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.0.running.fetch_add(1, SeqCst) + 1;
+        self.0.most.fetch_max(now, SeqCst);
+        self.0.runs.fetch_add(1, SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        self.0.running.fetch_sub(1, SeqCst);
+        Ok(images.iter().map(|_| vec![0.5, 0.5]).collect())
+    }
+}
+
+/// Clients that send a photo and leave before the answer: a classification keeps the place it
+/// took until it ends, and the requests still waiting for a place when their client leaves are
+/// never run. The place used to be given back when the client left, the requests waiting took it
+/// in turn, and every abandoned upload was classified after its client had gone.
+#[test]
+fn clients_that_leave_free_no_place_before_their_work_is_done() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let slow = std::sync::Arc::new(Slow::default());
+    let labels = gc_core::map_labels(&["female".into(), "male".into()], "slow").unwrap();
+    let service = gc_serve::Service::new(
+        Box::new(SlowModel(std::sync::Arc::clone(&slow), labels)),
+        None,
+        gc_classify::photos::DetectMode::Never,
+        Limits {
+            max_concurrent: 1,
+            max_waiting: 8,
+            ..Limits::default()
+        },
+    );
+    let server = gc_serve::Running::start("127.0.0.1:0", service).unwrap();
+    let photo = std::fs::read(shared("photos/ultraface-imgs-13.jpg")).unwrap();
+    // All gone long before the first classification's 1.5 s are over.
+    for _ in 0..4 {
+        let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+        write!(
+            s,
+            "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            photo.len()
+        )
+        .unwrap();
+        s.write_all(&photo).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(s);
+    }
+    let (status, body) = post(&url(&server, "/v1/classify"), "image/jpeg", &photo);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(slow.most.load(SeqCst), 1, "classifications overlapped");
+    // The first and the last; the three that waited behind the first left before their turn.
+    assert_eq!(slow.runs.load(SeqCst), 2);
+    server.stop().unwrap();
+}
+
+/// A client that holds a connection open with its headers unfinished cannot keep the server from
+/// stopping: a stop waits for the requests in flight for at most the body timeout plus 10 s. It
+/// used to wait for as long as the client liked.
+#[test]
+fn a_half_open_connection_does_not_keep_the_server_up() {
+    let server = start(Limits {
+        body_timeout: std::time::Duration::from_secs(1),
+        ..Limits::default()
+    });
+    let mut holder = std::net::TcpStream::connect(server.addr).unwrap();
+    write!(holder, "POST /v1/classify HTTP/1.1\r\nHost: x\r\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let start = std::time::Instant::now();
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(server.stop()));
+    let result = stopped
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the server did not stop within 30 s");
+    result.unwrap();
+    assert!(start.elapsed() >= std::time::Duration::from_secs(10));
+    drop(holder);
 }

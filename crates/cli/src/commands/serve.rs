@@ -27,6 +27,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Status> {
     }
     // Scripts (and the tests) read the address from this line, port 0 included.
     outln!("listening on http://{}", running.addr);
-    running.wait_for_signal().context("serving")?;
-    Ok(Status::Success)
+    match running.wait_for_signal() {
+        Ok(()) => Ok(Status::Success),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            errln!("{e}");
+            Ok(Status::Interrupted)
+        }
+        Err(e) => Err(e).context("serving"),
+    }
 }
