@@ -11,7 +11,13 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.gc-tmp"))
+    // A file name holds at most 255 bytes; a name near that would fail as a temporary one, so its
+    // temporary name is cut short (each file is renamed before the next is written).
+    let mut cut = name.len().min(255 - ".".len() - ".gc-tmp".len());
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    path.with_file_name(format!(".{}.gc-tmp", &name[..cut]))
 }
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PrepareError> {

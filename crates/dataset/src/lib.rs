@@ -67,6 +67,14 @@ pub enum PrepareError {
         source_path: String,
         seed: u64,
     },
+    /// OUT holds an unfinished run with other inputs or settings, and a file that run did not write.
+    #[error("{}: holds an unfinished prepare of {source_path} with seed {seed} and other files or settings, and {}, which that prepare did not write (or which changed since); to let prepare start over there, move that out of it (or delete the whole folder); or choose a new --out", out.display(), stray.display())]
+    OutUnfinishedDifferently {
+        out: PathBuf,
+        source_path: String,
+        seed: u64,
+        stray: PathBuf,
+    },
     /// OUT lies inside the source folder.
     #[error("{}: the output folder lies inside the source folder; choose one outside it", .0.display())]
     OutInsideSource(PathBuf),

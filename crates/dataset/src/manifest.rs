@@ -44,7 +44,7 @@ pub fn read_rejected(dataset_dir: &Path) -> Result<Vec<RejectedRow>, PrepareErro
     read_csv(&dataset_dir.join(REJECTED))
 }
 
-fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, PrepareError> {
+pub(crate) fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, PrepareError> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| PrepareError::csv(path, e))?;
     reader
         .deserialize()

@@ -5,6 +5,8 @@
 //! Safety rules: the source is only read; OUT must be new, empty, or one that `prepare` made itself
 //! (a marker file says so); every file is written under a temporary name and renamed, so an interrupted
 //! run leaves only whole files and a second run finishes the job; an identical second run writes nothing.
+//! A run with other inputs or settings starts an unfinished one over only when every file in OUT is
+//! one that run wrote (its plan, written before any image, lists them with their hashes).
 
 use crate::PrepareError;
 use crate::fsutil::{link_atomic, write_atomic};
@@ -80,6 +82,8 @@ pub enum Outcome {
     Resumed,
     /// OUT already held this exact result; nothing was written.
     UpToDate,
+    /// OUT held an unfinished run with other inputs or settings; it was cleared and is now complete.
+    Restarted,
 }
 
 /// The result of `prepare`, for the summary table and for tests.
@@ -122,6 +126,9 @@ struct Marker {
 
 /// An accepted file after the first pass.
 struct Accepted {
+    /// Its place in the source's order: the key that finds it again in the second pass (an
+    /// archive may hold one path twice, and lossy text may make two folder names one).
+    position: usize,
     inner_path: String,
     name: String,
     label: UtkLabel,
@@ -138,6 +145,7 @@ pub fn prepare(
         return Err(PrepareError::LinkNeedsFolder(opts.source.clone()));
     }
     refuse_out_inside_source(&source, &opts.out)?;
+    let out_state = inspect_out(&opts.out, opts)?;
 
     // Pass 1: labels, content hashes, and a decode of each image.
     let limits = DecodeLimits::default();
@@ -146,8 +154,11 @@ pub fn prepare(
     let mut rejected: Vec<RejectedRow> = Vec::new();
     let mut notes = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut next_position = 0;
     source.for_each(|entry| {
         progress.inc();
+        let position = next_position;
+        next_position += 1;
         if let Some(reason) = entry.unusable {
             rejected.push(RejectedRow {
                 source: entry.inner_path,
@@ -161,11 +172,24 @@ pub fn prepare(
         } else {
             0
         };
-        let content = read_content(entry.reader, keep).map_err(|e| PrepareError::Read {
-            source_path: source.path().to_path_buf(),
-            entry: entry.inner_path.clone(),
-            error: e,
-        })?;
+        let content = match read_content(entry.reader, keep) {
+            Ok(content) => content,
+            // One file of a folder is one rejected row; in an archive, the stream is broken.
+            Err(e) if entry.disk_path.is_some() => {
+                rejected.push(RejectedRow {
+                    source: entry.inner_path,
+                    reason: format!("cannot be read: {e}"),
+                });
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(PrepareError::Read {
+                    source_path: source.path().to_path_buf(),
+                    entry: entry.inner_path.clone(),
+                    error: e,
+                });
+            }
+        };
         let (sha256, len) = (content.sha256.clone(), content.len);
         let reject = |reason: String| RejectedRow {
             source: entry.inner_path.clone(),
@@ -181,7 +205,14 @@ pub fn prepare(
                 } else {
                     "same name"
                 };
-                rejected.push(reject(format!("{what} as {}", first.inner_path)));
+                // An archive can hold one path twice (`tar -r` appends): naming the path would
+                // name the entry itself.
+                let other = if first.inner_path == entry.inner_path {
+                    "an earlier entry with this path, which is taken".to_string()
+                } else {
+                    first.inner_path.clone()
+                };
+                rejected.push(reject(format!("{what} as {other}")));
             }
             Ok(parsed) => {
                 if let Some(problem) = content_problem(&content, &limits) {
@@ -194,6 +225,7 @@ pub fn prepare(
                 }
                 by_name.insert(entry.name.clone(), accepted.len());
                 accepted.push(Accepted {
+                    position,
                     inner_path: entry.inner_path,
                     name: entry.name,
                     label: parsed.label,
@@ -249,20 +281,24 @@ pub fn prepare(
         }
     }
 
-    let mut rows: Vec<ManifestRow> = accepted
+    let mut rows: Vec<(usize, ManifestRow)> = accepted
         .iter()
         .zip(&split_of)
-        .map(|(a, &split)| ManifestRow {
-            path: format!("{}/{}/{}", split.name(), a.label.gender.name(), a.name),
-            split,
-            gender: a.label.gender,
-            age: a.label.age,
-            race: a.label.race,
-            sha256: a.sha256.clone(),
-            source: a.inner_path.clone(),
+        .map(|(a, &split)| {
+            let row = ManifestRow {
+                path: format!("{}/{}/{}", split.name(), a.label.gender.name(), a.name),
+                split,
+                gender: a.label.gender,
+                age: a.label.age,
+                race: a.label.race,
+                sha256: a.sha256.clone(),
+                source: a.inner_path.clone(),
+            };
+            (a.position, row)
         })
         .collect();
-    rows.sort_by(|a, b| (a.split, a.gender, &a.path).cmp(&(b.split, b.gender, &b.path)));
+    rows.sort_by(|(_, a), (_, b)| (a.split, a.gender, &a.path).cmp(&(b.split, b.gender, &b.path)));
+    let (positions, rows): (Vec<usize>, Vec<ManifestRow>) = rows.into_iter().unzip();
     rejected.sort_by(|a, b| a.source.cmp(&b.source));
 
     let marker = Marker {
@@ -284,15 +320,34 @@ pub fn prepare(
         conflicting_gender_groups,
     };
 
-    report.outcome = match check_out_dir(&opts.out, &marker)? {
-        OutState::Fresh => Outcome::Created,
-        OutState::Interrupted => Outcome::Resumed,
-        OutState::Complete => {
-            report.outcome = Outcome::UpToDate;
-            return Ok(report);
+    report.outcome = match out_state {
+        OutState::Fresh => {
+            std::fs::create_dir_all(&opts.out).map_err(|e| PrepareError::io(&opts.out, e))?;
+            Outcome::Created
+        }
+        OutState::Ours(found) if found.fingerprint == marker.fingerprint => {
+            if found.complete && opts.out.join(MANIFEST).exists() {
+                report.outcome = Outcome::UpToDate;
+                return Ok(report);
+            }
+            Outcome::Resumed
+        }
+        OutState::Ours(found) if found.complete => {
+            return Err(PrepareError::OutPreparedDifferently {
+                out: opts.out.clone(),
+                source_path: found.source,
+                seed: found.seed,
+            });
+        }
+        OutState::Ours(found) => {
+            start_over(&opts.out, &found, &report.rows)?;
+            Outcome::Restarted
         }
     };
     write_marker(&opts.out, &marker)?;
+    // Written before any image, so that a later run with other inputs can tell the images of this
+    // one from files of the user's.
+    write_csv(&opts.out.join(PLAN), MANIFEST_HEADER, &report.rows)?;
     for split in Split::ALL {
         for gender in gc_core::Gender::ALL {
             let dir = opts.out.join(split.name()).join(gender.name());
@@ -301,17 +356,23 @@ pub fn prepare(
     }
 
     // Pass 2: write each accepted file to its place.
-    let index: HashMap<&str, &ManifestRow> =
-        report.rows.iter().map(|r| (r.source.as_str(), r)).collect();
+    let index: HashMap<usize, &ManifestRow> = positions.iter().copied().zip(&report.rows).collect();
+    let changed = |row: &ManifestRow| PrepareError::SourceChanged {
+        source_path: source.path().to_path_buf(),
+        entry: row.source.clone(),
+    };
     progress.phase("writing class folders", Some(report.rows.len() as u64));
+    let mut next_position = 0;
     source.for_each(|entry| {
-        // A link listed under the path of an accepted file has nothing to read.
-        if entry.unusable.is_some() {
-            return Ok(());
-        }
-        let Some(row) = index.get(entry.inner_path.as_str()) else {
+        let position = next_position;
+        next_position += 1;
+        let Some(row) = index.get(&position) else {
             return Ok(());
         };
+        // A file added to or removed from a folder between the passes moves the others.
+        if entry.unusable.is_some() || entry.inner_path != row.source {
+            return Err(changed(row));
+        }
         progress.inc();
         let dest = opts.out.join(&row.path);
         if dest.exists() && hash_file(&dest).is_ok_and(|h| h == row.sha256) {
@@ -341,6 +402,14 @@ pub fn prepare(
             }
         }
     })?;
+    // A folder that lost files since the first pass ends early.
+    if let Some(row) = positions
+        .iter()
+        .zip(&report.rows)
+        .find(|(p, _)| **p >= next_position)
+    {
+        return Err(changed(row.1));
+    }
 
     sweep_temp_files(&opts.out).map_err(|e| PrepareError::io(&opts.out, e))?;
     write_csv(&opts.out.join(REJECTED), REJECTED_HEADER, &report.rejected)?;
@@ -352,18 +421,23 @@ pub fn prepare(
             ..marker
         },
     )?;
+    // The manifest says the same now.
+    let _ = std::fs::remove_file(opts.out.join(PLAN));
     Ok(report)
 }
 
+/// What OUT holds before the first pass.
 enum OutState {
+    /// Nothing: it is missing or empty.
     Fresh,
-    Interrupted,
-    Complete,
+    /// A run of `prepare`, finished or not: its marker.
+    Ours(Marker),
 }
 
-fn check_out_dir(out: &Path, marker: &Marker) -> Result<OutState, PrepareError> {
+/// Looks at OUT before the first pass, so that a folder that cannot be written is refused at once
+/// rather than after minutes of reading; a refusal that needs the files' hashes comes after it.
+fn inspect_out(out: &Path, opts: &PrepareOptions) -> Result<OutState, PrepareError> {
     if !out.exists() {
-        std::fs::create_dir_all(out).map_err(|e| PrepareError::io(out, e))?;
         return Ok(OutState::Fresh);
     }
     if !out.is_dir() {
@@ -383,18 +457,108 @@ fn check_out_dir(out: &Path, marker: &Marker) -> Result<OutState, PrepareError> 
         path: marker_path.clone(),
         reason: e.to_string(),
     })?;
-    if found.fingerprint != marker.fingerprint {
-        return Err(PrepareError::OutPreparedDifferently {
-            out: out.to_path_buf(),
-            source_path: found.source,
-            seed: found.seed,
-        });
+    if (found.seed, found.fractions, found.mode) != (opts.seed, opts.fractions, opts.mode) {
+        if found.complete {
+            return Err(PrepareError::OutPreparedDifferently {
+                out: out.to_path_buf(),
+                source_path: found.source,
+                seed: found.seed,
+            });
+        }
+        // Other settings: this run will have to start over there, if it may.
+        our_files(out, &found)?;
     }
-    if found.complete && out.join(MANIFEST).exists() {
-        Ok(OutState::Complete)
-    } else {
-        Ok(OutState::Interrupted)
+    Ok(OutState::Ours(found))
+}
+
+/// The plan of the run under way: the manifest to be, written before any image.
+const PLAN: &str = ".gender-classifier-prepare-plan.csv";
+
+/// The images in OUT's class folders with their hashes, and its other files (hash `None`), when
+/// every file in OUT is one that the unfinished run of `found` wrote: its marker, plan, lists,
+/// temporary files, and images its plan names with that content. Otherwise the first other file
+/// is named in the error, and nothing may be removed.
+fn our_files(out: &Path, found: &Marker) -> Result<Vec<(PathBuf, Option<String>)>, PrepareError> {
+    let stray = |path: PathBuf| PrepareError::OutUnfinishedDifferently {
+        out: out.to_path_buf(),
+        source_path: found.source.clone(),
+        seed: found.seed,
+        stray: path,
+    };
+    let planned: HashMap<String, String> =
+        crate::manifest::read_csv::<ManifestRow>(&out.join(PLAN))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.path, r.sha256))
+            .collect();
+    let is_temp = |name: &str| name.starts_with('.') && name.ends_with(".gc-tmp");
+    let list = |dir: &Path| -> Result<Vec<(String, std::fs::FileType)>, PrepareError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| PrepareError::io(dir, e))?;
+        let mut names = Vec::new();
+        for e in entries {
+            let e = e.map_err(|e| PrepareError::io(dir, e))?;
+            let kind = e
+                .file_type()
+                .map_err(|err| PrepareError::io(&e.path(), err))?;
+            names.push((e.file_name().to_string_lossy().into_owned(), kind));
+        }
+        Ok(names)
+    };
+    let mut files = Vec::new();
+    for (name, kind) in list(out)? {
+        let path = out.join(&name);
+        if kind.is_file()
+            && ([MARKER, PLAN, MANIFEST, REJECTED].contains(&name.as_str()) || is_temp(&name))
+        {
+            if name != MARKER && name != PLAN {
+                files.push((path, None));
+            }
+            continue;
+        }
+        if !kind.is_dir() || !Split::ALL.iter().any(|s| s.name() == name) {
+            return Err(stray(path));
+        }
+        for (gender, kind) in list(&path)? {
+            let dir = path.join(&gender);
+            if !kind.is_dir() || !gc_core::Gender::ALL.iter().any(|g| g.name() == gender) {
+                return Err(stray(dir));
+            }
+            for (image, kind) in list(&dir)? {
+                let file = dir.join(&image);
+                if kind.is_file() && is_temp(&image) {
+                    files.push((file, None));
+                    continue;
+                }
+                let hash = match planned.get(&format!("{name}/{gender}/{image}")) {
+                    Some(want) if kind.is_file() => hash_file(&file).ok().filter(|h| h == want),
+                    _ => None,
+                };
+                match hash {
+                    Some(hash) => files.push((file, Some(hash))),
+                    None => return Err(stray(file)),
+                }
+            }
+        }
     }
+    Ok(files)
+}
+
+/// Clears an unfinished run of other inputs or settings out of OUT, so this one can start over
+/// there: only what that run wrote, and of its images only those this run would not write the same.
+/// The old marker and plan stay until this run's replace them, so a kill in between leaves a
+/// folder that can still be proved ours.
+fn start_over(out: &Path, found: &Marker, rows: &[ManifestRow]) -> Result<(), PrepareError> {
+    let keep: std::collections::HashSet<(PathBuf, &str)> = rows
+        .iter()
+        .map(|r| (out.join(&r.path), r.sha256.as_str()))
+        .collect();
+    for (file, hash) in our_files(out, found)? {
+        if hash.is_some_and(|h| keep.contains(&(file.clone(), h.as_str()))) {
+            continue;
+        }
+        std::fs::remove_file(&file).map_err(|e| PrepareError::io(&file, e))?;
+    }
+    Ok(())
 }
 
 /// `Err(reason)` when `dir` is the output of a `prepare` that has not finished (interrupted, or
@@ -402,6 +566,14 @@ fn check_out_dir(out: &Path, marker: &Marker) -> Result<OutState, PrepareError> 
 /// that read a dataset refuse it rather than train or evaluate on a part of it without a word.
 /// A folder without our marker is somebody's own folder of class folders, and fine.
 pub fn unfinished_prepare(dir: &Path) -> Result<(), String> {
+    // A split folder given alone (`eval --data DIR/test`) is part of its parent's run.
+    if let Some(parent) = dir.parent()
+        && dir
+            .file_name()
+            .is_some_and(|n| Split::ALL.iter().any(|s| n == s.name()))
+    {
+        unfinished_prepare(parent)?;
+    }
     let Ok(text) = std::fs::read_to_string(dir.join(MARKER)) else {
         return Ok(());
     };
@@ -428,25 +600,44 @@ fn write_marker(out: &Path, marker: &Marker) -> Result<(), PrepareError> {
 fn refuse_out_inside_source(source: &Source, out: &Path) -> Result<(), PrepareError> {
     if let Source::Dir(src) = source {
         let src = src.canonicalize().map_err(|e| PrepareError::io(src, e))?;
-        let mut probe = out.to_path_buf();
-        // OUT may not exist yet: compare through its nearest existing ancestor.
-        while !probe.exists() {
-            match probe.parent() {
-                Some(p) if !p.as_os_str().is_empty() => probe = p.to_path_buf(),
-                _ => {
-                    probe = PathBuf::from(".");
-                    break;
-                }
-            }
-        }
-        let probe = probe
-            .canonicalize()
-            .map_err(|e| PrepareError::io(&probe, e))?;
-        if probe.starts_with(&src) {
+        let out_resolved = resolve_to_be(out).map_err(|e| PrepareError::io(out, e))?;
+        if out_resolved.starts_with(&src) {
             return Err(PrepareError::OutInsideSource(out.to_path_buf()));
         }
     }
     Ok(())
+}
+
+/// Where `path` will be once its folders are made: the part that exists resolved by the file
+/// system (links followed), the rest step by step, as `create_dir_all` will make it (a `..` after
+/// a folder still to be made goes back to its parent, which a walk up the text missed).
+fn resolve_to_be(path: &Path) -> std::io::Result<PathBuf> {
+    use std::path::Component;
+    let mut resolved = std::env::current_dir()?;
+    // Steps below the last folder that exists.
+    let mut missing = 0usize;
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir if missing > 0 => {
+                resolved.pop();
+                missing -= 1;
+            }
+            _ if missing > 0 => {
+                resolved.push(part);
+                missing += 1;
+            }
+            _ => {
+                resolved.push(part);
+                match resolved.canonicalize() {
+                    Ok(p) => resolved = p,
+                    // Not there yet (or not to be made at all, which creating OUT will say).
+                    Err(_) => missing = 1,
+                }
+            }
+        }
+    }
+    Ok(resolved)
 }
 
 /// Identifies the result: the same accepted files, labels, seed, fractions and mode give the same value.

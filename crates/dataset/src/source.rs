@@ -5,8 +5,9 @@
 //! the things that makes `prepare` reproducible.
 
 use crate::PrepareError;
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// A place to read images from.
@@ -26,34 +27,37 @@ pub struct Entry<'a> {
     /// The file on disk, for folder sources (hard links need it).
     pub disk_path: Option<PathBuf>,
     pub reader: &'a mut dyn Read,
-    /// Why an archive entry cannot be taken (a link, or a path climbing out with `..`); its
-    /// reader is then empty. Such an entry is reported, not passed over in silence.
+    /// Why an entry cannot be taken (an archive's link, a path climbing out with `..`, a second
+    /// zip entry of one name, a file of a folder that cannot be read); its reader is then empty.
+    /// Such an entry is reported, not passed over in silence.
     pub unusable: Option<String>,
 }
 
 impl Source {
-    /// Recognises a folder, or an archive by its magic bytes (falling back to its extension for a plain
-    /// tar, which has no magic at offset 0).
+    /// Recognises a folder, or an archive by its content: gzip and zip by their magic bytes, a
+    /// plain tar by `ustar` at offset 257, whatever its name (a plain tar saved as `.tar.gz` is
+    /// common); an old tar without that mark by its extension.
     pub fn open(path: &Path) -> Result<Source, PrepareError> {
         let meta = std::fs::metadata(path).map_err(|e| PrepareError::io(path, e))?;
         if meta.is_dir() {
             return Ok(Source::Dir(path.to_path_buf()));
         }
-        let mut magic = [0u8; 4];
+        let mut head = [0u8; 262];
         let n = File::open(path)
-            .and_then(|mut f| read_up_to(&mut f, &mut magic))
+            .and_then(|mut f| read_up_to(&mut f, &mut head))
             .map_err(|e| PrepareError::io(path, e))?;
+        let head = &head[..n];
         let name = path.to_string_lossy().to_ascii_lowercase();
-        match &magic[..n] {
-            [0x1f, 0x8b, ..] => Ok(Source::Tar {
+        let tar = |gzip| {
+            Ok(Source::Tar {
                 path: path.to_path_buf(),
-                gzip: true,
-            }),
-            [b'P', b'K', 3, 4] | [b'P', b'K', 5, 6] => Ok(Source::Zip(path.to_path_buf())),
-            _ if name.ends_with(".tar") => Ok(Source::Tar {
-                path: path.to_path_buf(),
-                gzip: false,
-            }),
+                gzip,
+            })
+        };
+        match head {
+            [0x1f, 0x8b, ..] => tar(true),
+            [b'P', b'K', 3, 4, ..] | [b'P', b'K', 5, 6, ..] => Ok(Source::Zip(path.to_path_buf())),
+            _ if head.get(257..262) == Some(b"ustar") || name.ends_with(".tar") => tar(false),
             _ => Err(PrepareError::UnknownSource(path.to_path_buf())),
         }
     }
@@ -64,8 +68,9 @@ impl Source {
         }
     }
 
-    /// Calls `f` for every regular file, in a fixed order. Hidden files (`.DS_Store`, macOS `._` forks,
-    /// `__MACOSX/`) are passed over: they are archive litter, not data.
+    /// Calls `f` for every regular file, and every entry that cannot be read (as unusable), in a
+    /// fixed order. Hidden files (`.DS_Store`, macOS `._` forks, `__MACOSX/`) are passed over:
+    /// they are archive litter, not data.
     pub fn for_each(
         &self,
         mut f: impl FnMut(Entry<'_>) -> Result<(), PrepareError>,
@@ -75,37 +80,53 @@ impl Source {
                 let walk = walkdir::WalkDir::new(root)
                     .follow_links(true)
                     .sort_by_file_name();
+                let mut nothing = std::io::empty();
                 for item in walk {
-                    // It used to end the run.
-                    if let Err(e) = &item
-                        && skip_link_loop(e)
-                    {
-                        continue;
-                    }
-                    let item = item.map_err(|e| {
-                        let p = e.path().unwrap_or(root).to_path_buf();
-                        PrepareError::io(&p, e.into())
-                    })?;
+                    let item = match item {
+                        Ok(item) => item,
+                        // It used to end the run.
+                        Err(e) if skip_link_loop(&e) => continue,
+                        Err(e) if e.depth() == 0 => return Err(walk_error(root, e)),
+                        // One unreadable file (a dangling link, say) is a rejected row, not
+                        // the end of the run.
+                        Err(e) => {
+                            let Some(path) = e.path().map(Path::to_path_buf) else {
+                                return Err(walk_error(root, e));
+                            };
+                            let inner = inner_path(root, &path);
+                            if is_litter(&inner) {
+                                continue;
+                            }
+                            f(Entry {
+                                name: base_name(&inner).to_string(),
+                                inner_path: inner,
+                                unusable: Some(unreadable(&path, e.io_error())),
+                                disk_path: Some(path),
+                                reader: &mut nothing,
+                            })?;
+                            continue;
+                        }
+                    };
                     if !item.file_type().is_file() {
                         continue;
                     }
-                    let inner = item
-                        .path()
-                        .strip_prefix(root)
-                        .unwrap_or(item.path())
-                        .to_string_lossy()
-                        .replace('\\', "/");
+                    let inner = inner_path(root, item.path());
                     if is_litter(&inner) {
                         continue;
                     }
-                    let mut file =
-                        File::open(item.path()).map_err(|e| PrepareError::io(item.path(), e))?;
+                    let (mut file, unusable) = match File::open(item.path()) {
+                        Ok(file) => (Some(file), None),
+                        Err(e) => (None, Some(unreadable(item.path(), Some(&e)))),
+                    };
                     f(Entry {
                         name: base_name(&inner).to_string(),
                         inner_path: inner,
                         disk_path: Some(item.path().to_path_buf()),
-                        reader: &mut file,
-                        unusable: None,
+                        reader: match file.as_mut() {
+                            Some(file) => file,
+                            None => &mut nothing,
+                        },
+                        unusable,
                     })?;
                 }
                 Ok(())
@@ -125,9 +146,9 @@ impl Source {
                     let mut entry = entry.map_err(|e| PrepareError::archive(path, e))?;
                     let kind = entry.header().entry_type();
                     let link = if kind.is_symlink() {
-                        Some("a symbolic link")
+                        Some(not_followed("a symbolic link"))
                     } else if kind.is_hard_link() {
-                        Some("a hard link")
+                        Some(not_followed("a hard link"))
                     } else if kind.is_file() {
                         None
                     } else {
@@ -147,7 +168,7 @@ impl Source {
                         .by_index(i)
                         .map_err(|e| PrepareError::archive(path, e))?;
                     let link = if entry.is_symlink() {
-                        Some("a symbolic link")
+                        Some(not_followed("a symbolic link"))
                     } else if entry.is_file() {
                         None
                     } else {
@@ -156,8 +177,33 @@ impl Source {
                     let inner = entry
                         .name()
                         .map_err(|e| PrepareError::archive(path, e))?
-                        .into_owned();
+                        .replace('\\', "/");
                     archive_entry(inner, link, &mut entry, &mut f)?;
+                }
+                // The zip crate keys entries by name and keeps the last copy of a name listed
+                // twice: the others are read from the central directory, to be reported.
+                if archive.has_duplicate_names() {
+                    let names = central_directory_names(path, archive.central_directory_start())
+                        .map_err(|e| PrepareError::archive(path, e))?;
+                    let mut left: HashMap<&[u8], usize> = HashMap::new();
+                    for name in &names {
+                        *left.entry(name).or_default() += 1;
+                    }
+                    for name in &names {
+                        let copies = left[name.as_slice()];
+                        if copies == 1 || name.ends_with(b"/") {
+                            continue;
+                        }
+                        left.insert(name, copies - 1);
+                        let why = "one of two or more entries with this name in the zip; only \
+                                   the last of them can be read";
+                        archive_entry(
+                            String::from_utf8_lossy(name).replace('\\', "/"),
+                            Some(why.to_string()),
+                            &mut std::io::empty(),
+                            &mut f,
+                        )?;
+                    }
                 }
                 Ok(())
             }
@@ -198,20 +244,19 @@ fn is_litter(inner: &str) -> bool {
 /// handed over as unusable, with nothing to read.
 fn archive_entry(
     inner: String,
-    link: Option<&str>,
+    unusable: Option<String>,
     reader: &mut dyn Read,
     f: &mut impl FnMut(Entry<'_>) -> Result<(), PrepareError>,
 ) -> Result<(), PrepareError> {
     if is_litter(&inner) {
         return Ok(());
     }
-    let unusable = match link {
-        Some(link) => Some(format!("{link} in the archive; links are not followed")),
-        None => inner
+    let unusable = unusable.or_else(|| {
+        inner
             .split('/')
             .any(|part| part == "..")
-            .then(|| "a path with a '..' step, outside the archive's folder".to_string()),
-    };
+            .then(|| "a path with a '..' step, outside the archive's folder".to_string())
+    });
     let mut nothing = std::io::empty();
     f(Entry {
         name: base_name(&inner).to_string(),
@@ -224,6 +269,61 @@ fn archive_entry(
         disk_path: None,
         unusable,
     })
+}
+
+fn not_followed(link: &str) -> String {
+    format!("{link} in the archive; links are not followed")
+}
+
+/// Every name in a zip's central directory, in order, copies of one name included.
+fn central_directory_names(path: &Path, start: u64) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut r = BufReader::new(File::open(path)?);
+    r.seek(SeekFrom::Start(start))?;
+    let mut names = Vec::new();
+    // A central directory header: its signature, then fixed fields (the name's, the extra field's
+    // and the comment's lengths at 28, 30 and 32), then those three.
+    let mut fixed = [0u8; 46];
+    while read_up_to(&mut r, &mut fixed)? == fixed.len() && fixed.starts_with(b"PK\x01\x02") {
+        let len = |at: usize| usize::from(u16::from_le_bytes([fixed[at], fixed[at + 1]]));
+        let mut name = vec![0; len(28)];
+        r.read_exact(&mut name)?;
+        r.seek_relative((len(30) + len(32)) as i64)?;
+        names.push(name);
+    }
+    Ok(names)
+}
+
+fn inner_path(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+/// Why a file of a folder source cannot be read, for its rejected row.
+fn unreadable(path: &Path, error: Option<&std::io::Error>) -> String {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    match error {
+        Some(e) if is_link && e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::read_link(path) {
+                Ok(target) => format!("a symbolic link to a missing file, {}", target.display()),
+                Err(_) => "a symbolic link to a missing file".to_string(),
+            }
+        }
+        Some(e) => format!("cannot be read: {e}"),
+        None => "cannot be read".to_string(),
+    }
+}
+
+/// The error for the source folder itself, which ends the run. walkdir's error repeats the
+/// message of the IO error it wraps, so that one is taken alone.
+fn walk_error(root: &Path, e: walkdir::Error) -> PrepareError {
+    let path = e.path().unwrap_or(root).to_path_buf();
+    let message = e.to_string();
+    let error = e
+        .into_io_error()
+        .unwrap_or_else(|| std::io::Error::other(message));
+    PrepareError::io(&path, error)
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -547,3 +547,445 @@ fn a_link_and_a_file_under_one_path_in_a_tar() {
         .unwrap();
     assert_eq!(std::fs::read(out.join(&row.path)).unwrap(), faces[0].1);
 }
+
+/// The first `n` images of the 64px archive with well-formed names: (name, bytes).
+fn faces(n: usize) -> Vec<(String, Vec<u8>)> {
+    let mut faces = Vec::new();
+    Source::open(&shared_data("utkface-aligned-64px.tar.gz"))
+        .unwrap()
+        .for_each(|e| {
+            if faces.len() < n && e.name.matches('_').count() == 3 {
+                let mut bytes = Vec::new();
+                e.reader.read_to_end(&mut bytes).unwrap();
+                faces.push((e.name, bytes));
+            }
+            Ok(())
+        })
+        .unwrap();
+    faces
+}
+
+/// A plain tar of `entries` (path, bytes), in that order, repeats included.
+fn write_tar(path: &Path, entries: &[(String, &[u8])]) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (name, bytes) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, *bytes).unwrap();
+    }
+    b.finish().unwrap();
+}
+
+fn reasons(report: &gc_dataset::PrepareReport) -> Vec<(String, String)> {
+    report
+        .rejected
+        .iter()
+        .map(|r| (r.source.clone(), r.reason.clone()))
+        .collect()
+}
+
+/// `tar -r` leaves one path twice. When the first copy was rejected (empty, or a truncated JPEG),
+/// the second pass, which found rows by path, met that copy and stopped with "changed while being
+/// read" on every run; with two good copies, the second's row named itself as the other.
+#[test]
+fn one_path_twice_in_a_tar() {
+    let faces = faces(6);
+    let dir = tempfile::tempdir().unwrap();
+    let path = |i: usize| format!("UTKFace/{}", faces[i].0);
+    let mut entries: Vec<(String, &[u8])> = (0..3).map(|i| (path(i), &faces[i].1[..])).collect();
+    entries.push((path(3), b""));
+    entries.push((path(3), &faces[3].1));
+    entries.push((path(4), &faces[4].1[..300]));
+    entries.push((path(4), &faces[4].1));
+    entries.push((path(5), &faces[5].1));
+    entries.push((path(5), &faces[5].1));
+    let tar_path = dir.path().join("faces.tar");
+    write_tar(&tar_path, &entries);
+
+    let out = dir.path().join("out");
+    let report = prepare(&PrepareOptions::new(&tar_path, &out), &NoProgress).unwrap();
+    assert_eq!(report.rows.len(), 6);
+    for (name, bytes) in &faces {
+        let row = report.rows.iter().find(|r| r.path.ends_with(name)).unwrap();
+        assert_eq!(&std::fs::read(out.join(&row.path)).unwrap(), bytes);
+    }
+    let got = reasons(&report);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0], (path(3), "empty file".to_string()));
+    assert_eq!(got[1].0, path(4));
+    assert!(got[1].1.contains("truncated"), "{got:?}");
+    assert_eq!(
+        got[2],
+        (
+            path(5),
+            "same name and content as an earlier entry with this path, which is taken".to_string()
+        )
+    );
+}
+
+/// Two file names that differ only in bytes that are not UTF-8 read as one text. When the first
+/// was rejected (empty here), the second pass took it for the second and stopped.
+#[cfg(target_os = "linux")]
+#[test]
+fn two_names_that_read_as_one_text() {
+    use std::os::unix::ffi::OsStrExt;
+    let faces = faces(2);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("faces");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join(&faces[0].0), &faces[0].1).unwrap();
+    for (byte, bytes) in [(0xfe, &b""[..]), (0xff, &faces[1].1[..])] {
+        let name = [&b"20_1_0_2017"[..], &[byte], b".jpg.chip.jpg"].concat();
+        std::fs::write(src.join(std::ffi::OsStr::from_bytes(&name)), bytes).unwrap();
+    }
+    let out = dir.path().join("out");
+    let report = prepare(&PrepareOptions::new(&src, &out), &NoProgress).unwrap();
+    assert_eq!(report.rows.len(), 2);
+    let got = reasons(&report);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1, "empty file");
+    let row = report
+        .rows
+        .iter()
+        .find(|r| r.path.contains("2017"))
+        .unwrap();
+    assert_eq!(std::fs::read(out.join(&row.path)).unwrap(), faces[1].1);
+}
+
+/// A dangling link anywhere in a source folder ended the whole run, its error said twice.
+#[cfg(unix)]
+#[test]
+fn a_dangling_link_in_a_folder_is_a_rejected_row() {
+    let faces = faces(3);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("faces");
+    std::fs::create_dir_all(src.join("UTKFace")).unwrap();
+    for (name, bytes) in &faces {
+        std::fs::write(src.join("UTKFace").join(name), bytes).unwrap();
+    }
+    let dangling = "UTKFace/20_1_0_20170101000000000.jpg.chip.jpg";
+    std::os::unix::fs::symlink("/nonexistent/x.jpg", src.join(dangling)).unwrap();
+    let report = prepare(
+        &PrepareOptions::new(&src, dir.path().join("out")),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(report.rows.len(), 3);
+    assert_eq!(
+        reasons(&report),
+        [(
+            dangling.to_string(),
+            "a symbolic link to a missing file, /nonexistent/x.jpg".to_string()
+        )]
+    );
+}
+
+/// Stops a run as a kill would, after `n` images of the second pass.
+struct StopAfter {
+    n: usize,
+    writing: std::sync::atomic::AtomicBool,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl StopAfter {
+    fn new(n: usize) -> Self {
+        StopAfter {
+            n,
+            writing: false.into(),
+            done: 0.into(),
+        }
+    }
+}
+
+impl gc_dataset::Progress for StopAfter {
+    fn phase(&self, name: &str, _total: Option<u64>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.writing.store(name.starts_with("writing"), SeqCst);
+    }
+    fn inc(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.writing.load(SeqCst) && self.done.fetch_add(1, SeqCst) == self.n {
+            panic!("stopped");
+        }
+    }
+}
+
+/// Runs `opts` until `n` images are written, as a kill would leave OUT.
+fn prepare_interrupted(opts: &PrepareOptions, n: usize) {
+    let stop = StopAfter::new(n);
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(opts, &stop)));
+    assert!(run.is_err(), "not stopped");
+    assert!(gc_dataset::unfinished_prepare(&opts.out).is_err());
+}
+
+/// An interrupted run followed by one with other settings or other files was refused as "already
+/// prepared ... choose a new --out", though nothing had been finished there.
+#[test]
+fn an_unfinished_run_of_other_inputs_is_started_over_when_all_its_files_are_ours() {
+    let faces = faces(30);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("faces");
+    std::fs::create_dir(&src).unwrap();
+    for (name, bytes) in &faces {
+        std::fs::write(src.join(name), bytes).unwrap();
+    }
+    let out = dir.path().join("out");
+    prepare_interrupted(&PrepareOptions::new(&src, &out), 20);
+
+    let other = PrepareOptions {
+        fractions: "0.8,0.1,0.1".parse().unwrap(),
+        ..PrepareOptions::new(&src, &out)
+    };
+    let report = prepare(&other, &NoProgress).unwrap();
+    assert_eq!(report.outcome, Outcome::Restarted);
+    let fresh = dir.path().join("fresh");
+    prepare(
+        &PrepareOptions {
+            out: fresh.clone(),
+            ..other.clone()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(snapshot(&out, false), snapshot(&fresh, false));
+
+    // A file of the user's in it: named, kept, and nothing removed.
+    let out = dir.path().join("out2");
+    prepare_interrupted(&PrepareOptions::new(&src, &out), 20);
+    let mine = out.join("train/female/mine.jpg");
+    std::fs::write(&mine, b"mine").unwrap();
+    let before = snapshot(&out, false);
+    let other = PrepareOptions {
+        out: out.clone(),
+        ..other
+    };
+    let err = prepare(&other, &NoProgress).unwrap_err();
+    assert!(
+        matches!(err, PrepareError::OutUnfinishedDifferently { .. }),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("unfinished") && message.contains("mine.jpg"),
+        "{message}"
+    );
+    assert_eq!(snapshot(&out, false), before);
+}
+
+/// Rewrites one source image when the second pass begins.
+struct ChangeAtPass2 {
+    file: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl gc_dataset::Progress for ChangeAtPass2 {
+    fn phase(&self, name: &str, _total: Option<u64>) {
+        if name.starts_with("writing") {
+            std::fs::write(&self.file, &self.bytes).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_source_changed_between_the_passes_can_be_prepared_again() {
+    let faces = faces(21);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("faces");
+    std::fs::create_dir(&src).unwrap();
+    for (name, bytes) in &faces[..20] {
+        std::fs::write(src.join(name), bytes).unwrap();
+    }
+    let out = dir.path().join("out");
+    // The last file in the folder's order, so the others are written before the change is seen.
+    let last = faces[..20].iter().map(|f| &f.0).max().unwrap();
+    let change = ChangeAtPass2 {
+        file: src.join(last),
+        bytes: faces[20].1.clone(),
+    };
+    let err = prepare(&PrepareOptions::new(&src, &out), &change).unwrap_err();
+    assert!(matches!(err, PrepareError::SourceChanged { .. }), "{err}");
+    assert!(err.to_string().contains("run prepare again"), "{err}");
+
+    let report = prepare(&PrepareOptions::new(&src, &out), &NoProgress).unwrap();
+    assert_eq!(report.outcome, Outcome::Restarted);
+    let fresh = dir.path().join("fresh");
+    prepare(&PrepareOptions::new(&src, &fresh), &NoProgress).unwrap();
+    assert_eq!(snapshot(&out, false), snapshot(&fresh, false));
+}
+
+/// A complete output of other settings is refused before the source is read (it came after the
+/// whole first pass).
+#[test]
+fn other_settings_are_refused_before_reading_the_source() {
+    let faces = faces(3);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("faces");
+    std::fs::create_dir(&src).unwrap();
+    for (name, bytes) in &faces {
+        std::fs::write(src.join(name), bytes).unwrap();
+    }
+    let out = dir.path().join("out");
+    prepare(&PrepareOptions::new(&src, &out), &NoProgress).unwrap();
+    // A source with nothing to take: read first, it would say so.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = prepare(
+        &PrepareOptions {
+            seed: 7,
+            ..PrepareOptions::new(&empty, &out)
+        },
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, PrepareError::OutPreparedDifferently { .. }),
+        "{err}"
+    );
+}
+
+/// A zip can list one name twice; the zip crate keeps one entry per name, so the other copy was
+/// dropped without a row in rejected.csv. Older Windows tools write `\` between folders, and
+/// every name was refused as `age field "UTKFace\10" is not a number`.
+#[test]
+fn zip_names_listed_twice_or_with_backslashes() {
+    let faces = faces(4);
+    let dir = tempfile::tempdir().unwrap();
+    let zip_path = dir.path().join("faces.zip");
+    let twice = format!("UTKFace/{}", faces[0].0);
+    // The writer refuses a name twice: the second is written under a name of the same length,
+    // then renamed in the bytes.
+    let stand_in = twice.replace(".jpg.chip.jpg", ".jpg.chip.jpX");
+    {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        let entries = [
+            (twice.clone(), &faces[0].1),
+            (format!("UTKFace\\{}", faces[1].0), &faces[1].1),
+            (format!("UTKFace/{}", faces[2].0), &faces[2].1),
+            (stand_in.clone(), &faces[3].1),
+        ];
+        for (name, bytes) in entries {
+            z.start_file(name, stored).unwrap();
+            z.write_all(bytes).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    let bytes = std::fs::read(&zip_path).unwrap();
+    let mut patched = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    let mut renamed = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(stand_in.as_bytes()) {
+            patched.extend_from_slice(twice.as_bytes());
+            i += stand_in.len();
+            renamed += 1;
+        } else {
+            patched.push(bytes[i]);
+            i += 1;
+        }
+    }
+    assert_eq!(renamed, 2, "the local and the central header");
+    std::fs::write(&zip_path, patched).unwrap();
+
+    let out = dir.path().join("out");
+    let report = prepare(&PrepareOptions::new(&zip_path, &out), &NoProgress).unwrap();
+    let mut names: Vec<&str> = report.rows.iter().map(|r| file_name(&r.path)).collect();
+    names.sort();
+    let mut want: Vec<&str> = faces[..3].iter().map(|f| f.0.as_str()).collect();
+    want.sort();
+    assert_eq!(names, want);
+    let sources: BTreeSet<&str> = report.rows.iter().map(|r| r.source.as_str()).collect();
+    assert!(sources.contains(format!("UTKFace/{}", faces[1].0).as_str()));
+    let got = reasons(&report);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, twice);
+    assert!(got[0].1.contains("name in the zip"), "{got:?}");
+}
+
+/// A plain tar saved as `.tar.gz` (or `.tgz`) was refused as "not a .tar.gz, .tar or .zip archive".
+#[test]
+fn a_plain_tar_named_tar_gz() {
+    let faces = faces(2);
+    let dir = tempfile::tempdir().unwrap();
+    let tar_path = dir.path().join("faces.tar.gz");
+    let entries: Vec<(String, &[u8])> = faces
+        .iter()
+        .map(|(name, bytes)| (format!("UTKFace/{name}"), &bytes[..]))
+        .collect();
+    write_tar(&tar_path, &entries);
+    let report = prepare(
+        &PrepareOptions::new(&tar_path, dir.path().join("out")),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(report.rows.len(), 2);
+}
+
+/// `eval --data DIR/test` of an unfinished prepare read the split folder as a folder of class
+/// folders, with only a warning that it had no manifest.
+#[test]
+fn a_split_folder_of_an_unfinished_prepare_is_unfinished() {
+    let faces = faces(12);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("faces");
+    std::fs::create_dir(&src).unwrap();
+    for (name, bytes) in &faces {
+        std::fs::write(src.join(name), bytes).unwrap();
+    }
+    let out = dir.path().join("out");
+    prepare_interrupted(&PrepareOptions::new(&src, &out), 5);
+    let err = gc_dataset::unfinished_prepare(&out.join("test")).unwrap_err();
+    assert!(err.contains("unfinished"), "{err}");
+    prepare(&PrepareOptions::new(&src, &out), &NoProgress).unwrap();
+    assert_eq!(gc_dataset::unfinished_prepare(&out.join("test")), Ok(()));
+}
+
+/// A name near the 255-byte limit is a valid UTKFace name, but its temporary name, 8 bytes longer,
+/// was not: "File name too long" ended the run.
+#[test]
+fn a_name_near_the_length_limit() {
+    let faces = faces(1);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("faces");
+    std::fs::create_dir(&src).unwrap();
+    let name = format!("20_1_0_{}.jpg.chip.jpg", "1".repeat(230));
+    assert_eq!(name.len(), 250);
+    std::fs::write(src.join(&name), &faces[0].1).unwrap();
+    let out = dir.path().join("out");
+    for mode in [Mode::Copy, Mode::Link] {
+        let out = out.join(format!("{mode:?}"));
+        let report = prepare(
+            &PrepareOptions {
+                mode,
+                ..PrepareOptions::new(&src, &out)
+            },
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(report.rows.len(), 1);
+        assert_eq!(
+            std::fs::read(out.join(&report.rows[0].path)).unwrap(),
+            faces[0].1
+        );
+    }
+}
+
+/// `--out A/missing/../../SRC/out` passed the check by walking the text up to `A`, and the output
+/// went into the source folder.
+#[test]
+fn an_output_reached_through_a_folder_still_to_be_made_inside_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("faces");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::create_dir(dir.path().join("a")).unwrap();
+    let out = dir.path().join("a/missing/../../faces/out");
+    let err = prepare(&PrepareOptions::new(&src, &out), &NoProgress).unwrap_err();
+    assert!(matches!(err, PrepareError::OutInsideSource(_)), "{err}");
+    assert!(!dir.path().join("a/missing").exists());
+    // Beside the source, through the same kind of path: fine (no image, so refused for that).
+    let beside = dir.path().join("a/missing/../../beside");
+    let err = prepare(&PrepareOptions::new(&src, &beside), &NoProgress).unwrap_err();
+    assert!(matches!(err, PrepareError::NothingAccepted { .. }), "{err}");
+}

@@ -73,6 +73,7 @@ fn text_summary(r: &PrepareReport, out: &str) -> String {
         Outcome::Created => "prepared",
         Outcome::Resumed => "finished an interrupted run in",
         Outcome::UpToDate => "already up to date, nothing written:",
+        Outcome::Restarted => "cleared an unfinished run of other inputs or settings and prepared",
     };
     let _ = writeln!(
         s,
