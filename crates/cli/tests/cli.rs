@@ -747,6 +747,15 @@ fn an_unfinished_prepare_is_refused_by_every_reader() {
     }
     assert!(!d.join("model").exists() && !d.join("report").exists());
     assert!(!d.join("cal.json").exists());
+    // One of its split folders too, with the refusal alone (a warning that the folder has no
+    // manifest came first, and eval went on).
+    let (code, _, stderr) = run(bin()
+        .current_dir(d)
+        .args(["eval", "--out", "report", "--data"])
+        .arg(data.join("test")));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unfinished `prepare`"), "{stderr}");
+    assert!(!stderr.contains("no manifest.csv"), "{stderr}");
     // A split left empty on purpose is said at once (train refused it later, "no val images").
     let (code, _, stderr) = run(bin()
         .arg("prepare")
@@ -945,4 +954,117 @@ fn train_builds_the_asked_network_and_predict_reads_it_back() {
         assert!(stderr.contains(needle), "{extra:?}: {stderr}");
         assert!(!out.exists(), "{extra:?} wrote {}", out.display());
     }
+}
+
+#[test]
+fn train_takes_each_setting_once_and_a_weight_decay_in_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |extra: &[&str]| {
+        run(bin()
+            .args(["train", "--data"])
+            .arg(dir.path().join("none"))
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .args(extra))
+    };
+    // A second --channels was added to the first: 8,16 then 4 made three blocks.
+    let (code, _, stderr) = train(&["--channels", "8,16", "--channels", "4"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--channels") && stderr.contains("cannot be used multiple times"),
+        "{stderr}"
+    );
+    // 1e39 is infinite as AdamW's f32: it trained until "the training loss became NaN".
+    let (code, _, stderr) = train(&["--weight-decay", "1e39"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("weight decay") && stderr.contains("must be in [0, 1]"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists());
+}
+
+/// --init was recorded as typed: a resume from another folder, or with the path spelt
+/// otherwise, was refused as other settings.
+#[test]
+fn train_records_the_init_weights_by_their_absolute_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("faces")).unwrap();
+    let faces = real_faces(&d.join("faces"), 24);
+    let data = d.join("data");
+    tiny_dataset(&data, &faces);
+    let backbone = shared("models/backbone/efficientnet-lite0-imagenet.safetensors");
+    let (folder, name) = (backbone.parent().unwrap(), backbone.file_name().unwrap());
+    let out = d.join("lite0");
+    let train = |cwd: &Path, init: &std::ffi::OsStr, extra: &[&str]| {
+        run(bin()
+            .current_dir(cwd)
+            .args(["train", "--arch", "efficientnet-lite0", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .args(["--epochs", "1", "--batch-size", "8", "--workers", "1"])
+            .args(["--image-size", "32", "--init"])
+            .arg(init)
+            .args(extra))
+    };
+    let (code, _, stderr) = train(folder, name, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(json["init"], folder.join(name).to_str().unwrap());
+    // The same file, named from elsewhere: the finished run is found finished.
+    let (code, stdout, stderr) = train(d, backbone.as_os_str(), &["--resume"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("done: best epoch 1 of 1"), "{stdout}");
+}
+
+/// Ctrl-C killed the process: the run's model.json said "running" and the exit status was
+/// the signal's. Now the epoch in hand ends, the last checkpoint stays, and the exit is 130.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_training_at_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("faces")).unwrap();
+    let faces = real_faces(&d.join("faces"), 24);
+    let data = d.join("data");
+    tiny_dataset(&data, &faces);
+    let out = d.join("model");
+    let child = bin()
+        .args(["train", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .args(["--epochs", "1000", "--batch-size", "4", "--workers", "1"])
+        .args(["--image-size", "16", "--channels", "4,4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !out.join("checkpoint.bin").is_file() {
+        assert!(start.elapsed().as_secs() < 120, "no epoch ended");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stdout.contains("interrupted; --resume continues"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(json["stopped"], "interrupted");
+    assert!(json["epochs_run"].as_u64().unwrap() < 1000, "{json}");
 }

@@ -1,6 +1,7 @@
 //! The list of labelled images: read from class folders as Keras' `image_dataset_from_directory`
 //! reads them (one sub-folder per class, classes sorted by name), or given explicitly.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// Extensions of the files taken as images (compared case-insensitively), as Keras'.
@@ -79,10 +80,24 @@ impl ImageFolder {
                 path: dir.to_path_buf(),
             });
         }
+        // Folders that are walked once at most: the class folders (a link into another class
+        // would label its images twice), then every folder entered. The dataset folder and those
+        // above it are never entered: a link to one of them loops (`female/up -> ..` took every
+        // image once more per lap, male ones labelled female).
+        let mut seen: HashSet<PathBuf> = classes
+            .iter()
+            .map(|(_, path)| canonical(path))
+            .collect::<Result<_, _>>()?;
+        let root = canonical(dir)?;
         let mut samples = Vec::new();
         for (label, (name, class_dir)) in classes.iter().enumerate() {
             let mut files = Vec::new();
-            collect_images(class_dir, &mut files)?;
+            let mut walk = Walk {
+                root: &root,
+                seen: &mut seen,
+                out: &mut files,
+            };
+            walk.collect(class_dir)?;
             if files.is_empty() {
                 tracing::warn!(class = %name, dir = %class_dir.display(), "class folder holds no images");
             }
@@ -155,15 +170,53 @@ fn list(dir: &Path) -> Result<Vec<(std::ffi::OsString, PathBuf, bool)>, FolderEr
     Ok(out)
 }
 
-fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), FolderError> {
-    for (_, path, is_dir) in list(dir)? {
-        if is_dir {
-            collect_images(&path, out)?;
-        } else if has_image_extension(&path) {
-            out.push(path);
+fn canonical(path: &Path) -> Result<PathBuf, FolderError> {
+    std::fs::canonicalize(path).map_err(|source| FolderError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The images under a class folder, through links, each folder once.
+struct Walk<'a> {
+    /// The dataset folder, canonical.
+    root: &'a Path,
+    /// Canonical folders already walked.
+    seen: &'a mut HashSet<PathBuf>,
+    out: &'a mut Vec<PathBuf>,
+}
+
+impl Walk<'_> {
+    fn collect(&mut self, dir: &Path) -> Result<(), FolderError> {
+        let mut entries = list(dir)?;
+        // By name, so that which of two ways to one folder is taken does not vary with the disk.
+        entries.sort();
+        for (_, path, is_dir) in entries {
+            if !is_dir {
+                if has_image_extension(&path) {
+                    self.out.push(path);
+                }
+                continue;
+            }
+            let real = canonical(&path)?;
+            if self.root.starts_with(&real) {
+                tracing::warn!(
+                    "{}: a link to {}, a folder above it; skipped",
+                    path.display(),
+                    real.display()
+                );
+            } else if !self.seen.insert(real.clone()) {
+                tracing::warn!(
+                    "{}: the folder {} is read already, through another path; skipped",
+                    path.display(),
+                    real.display()
+                );
+            } else {
+                self.collect(&path)?;
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -112,7 +112,48 @@ impl PipelineConfig {
             resize_size: self.resize_size,
         }
     }
+
+    /// The images of the largest batch over `samples` images: no more than there are, so a batch
+    /// size meant for a large dataset does not size the buffers of a small one.
+    fn batch_images(&self, samples: usize) -> usize {
+        self.batch_size.min(samples.max(1))
+    }
+
+    /// Checks that a pipeline over `samples` images can run with this configuration, before any
+    /// work is done (what [`Pipeline::new`] checks, for a caller that wants to refuse early).
+    pub fn check(&self, samples: usize) -> Result<(), PipelineError> {
+        if !(1..=gc_core::MAX_BATCH).contains(&self.batch_size) {
+            return Err(PipelineError::BatchSize(self.batch_size));
+        }
+        if self.color_jitter_percent > 100 {
+            return Err(PipelineError::ColorJitter(self.color_jitter_percent));
+        }
+        let geometry = self.geometry();
+        if !geometry.is_valid() {
+            return Err(PipelineError::InvalidGeometry {
+                image: self.image_size,
+                resize: self.resize_size,
+            });
+        }
+        // Several batches are in flight (prefetch), and the model's activations are many times
+        // larger: past this, the allocation aborted the process instead of failing.
+        let images = self.batch_images(samples);
+        let bytes = images
+            .saturating_mul(geometry.chw_len())
+            .saturating_mul(size_of::<f32>());
+        if bytes > MAX_BATCH_BYTES {
+            return Err(PipelineError::BatchTooLarge {
+                images,
+                image: self.image_size,
+                bytes,
+            });
+        }
+        Ok(())
+    }
 }
+
+/// The most memory the images of one batch may take.
+pub const MAX_BATCH_BYTES: usize = 1 << 30;
 
 /// A configuration the pipeline cannot run with.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +164,20 @@ pub enum PipelineError {
     /// The crop does not fit in the resized image, or a side is zero.
     #[error("image size {}x{} does not fit in resize size {}x{}", image.width, image.height, resize.width, resize.height)]
     InvalidGeometry { image: Size, resize: Size },
+    /// One batch of images would take more than [`MAX_BATCH_BYTES`].
+    #[error(
+        "a batch of {images} images of {}x{} would take {:.1} GiB, more than the {} GiB allowed: \
+         use smaller batches or images",
+        image.width,
+        image.height,
+        *bytes as f64 / (1u64 << 30) as f64,
+        MAX_BATCH_BYTES >> 30
+    )]
+    BatchTooLarge {
+        images: usize,
+        image: Size,
+        bytes: usize,
+    },
     /// A label does not fit the batch label type.
     #[error("{}: label {label} is too large", path.display())]
     LabelTooLarge { path: PathBuf, label: usize },
@@ -217,19 +272,8 @@ const RECIPE: &str = "zune-jpeg strict + image 0.25, exif orientation, rgb8, fas
 
 impl Pipeline {
     pub fn new(samples: Vec<Sample>, config: PipelineConfig) -> Result<Pipeline, PipelineError> {
-        if !(1..=gc_core::MAX_BATCH).contains(&config.batch_size) {
-            return Err(PipelineError::BatchSize(config.batch_size));
-        }
-        if config.color_jitter_percent > 100 {
-            return Err(PipelineError::ColorJitter(config.color_jitter_percent));
-        }
+        config.check(samples.len())?;
         let geometry = config.geometry();
-        if !geometry.is_valid() {
-            return Err(PipelineError::InvalidGeometry {
-                image: config.image_size,
-                resize: config.resize_size,
-            });
-        }
         if let Some(s) = samples.iter().find(|s| u32::try_from(s.label).is_err()) {
             return Err(PipelineError::LabelTooLarge {
                 path: s.path.clone(),
@@ -392,7 +436,7 @@ impl Shared {
 
     fn produce(&self, epoch: u64, tx: &Sender<Batch>, stop: &AtomicBool) {
         let order = self.order(epoch);
-        let batch_size = self.config.batch_size;
+        let batch_size = self.config.batch_images(self.samples.len());
         let mut next = 0;
         let mut ready: Vec<(usize, Cow<'_, [u8]>)> = Vec::with_capacity(batch_size);
         let mut candidates = Vec::with_capacity(batch_size);
@@ -503,7 +547,7 @@ impl Shared {
 
     /// A full batch of zeros (a memset: faster than zeroing it in parallel element by element).
     fn zeroed_batch(&self) -> Vec<f32> {
-        vec![0f32; self.config.batch_size * self.geometry.chw_len()]
+        vec![0f32; self.config.batch_images(self.samples.len()) * self.geometry.chw_len()]
     }
 
     /// Crops (and flips) every ready image into one NCHW batch, in parallel, in `buffer` if given
@@ -635,6 +679,27 @@ mod tests {
             Pipeline::new(vec![], huge),
             Err(PipelineError::BatchSize(n)) if n == 1 << 40
         ));
+        // Allowed: 4096 images of 1024x1024 (48 GiB a batch, an abort when it was allocated),
+        // but refused over enough images to fill such a batch.
+        let huge_images = PipelineConfig {
+            image_size: Size::square(1024),
+            resize_size: Size::square(1152),
+            batch_size: 4096,
+            ..PipelineConfig::default()
+        };
+        let many: Vec<Sample> = (0..5000)
+            .map(|i| Sample {
+                path: PathBuf::from(format!("{i}.jpg")),
+                label: 0,
+            })
+            .collect();
+        let err = Pipeline::new(many, huge_images.clone()).err().unwrap();
+        assert!(
+            matches!(err, PipelineError::BatchTooLarge { images: 4096, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("48.0 GiB"), "{err}");
+        assert!(huge_images.check(4).is_ok());
         let big = PipelineConfig {
             image_size: Size::square(200),
             ..PipelineConfig::default()

@@ -844,3 +844,52 @@ fn large_files_are_refused_before_they_are_read() {
         Err(DecodeError::UnknownFormat { .. })
     ));
 }
+
+/// A link back up the tree took the images again on every lap (until the path grew too long),
+/// the male ones reached through `female/up/male` labelled female.
+#[cfg(unix)]
+#[test]
+fn links_to_folders_above_or_already_read_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dataset(dir.path(), 2);
+    let (female, male) = (dir.path().join("female"), dir.path().join("male"));
+    std::os::unix::fs::symlink("..", female.join("up")).unwrap();
+    std::os::unix::fs::symlink(&male, female.join("males")).unwrap();
+    std::os::unix::fs::symlink(".", male.join("again")).unwrap();
+    // A link to a folder outside the dataset is still followed, once.
+    let outside = tempfile::tempdir().unwrap();
+    save(
+        &coordinate_image(9).into(),
+        &outside.path().join("more/x.png"),
+        ImageFormat::Png,
+    );
+    std::os::unix::fs::symlink(outside.path().join("more"), female.join("more")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("more"), female.join("same")).unwrap();
+    let linked = ImageFolder::open(dir.path()).unwrap();
+    assert_eq!(linked.class_counts(), [3, 2], "{:#?}", linked.samples);
+    let extra: Vec<&Sample> = linked
+        .samples
+        .iter()
+        .filter(|s| !folder.samples.contains(s))
+        .collect();
+    assert_eq!(extra.len(), 1, "{extra:?}");
+    assert_eq!(extra[0].path, female.join("more/x.png"));
+}
+
+/// The buffers of a batch were sized by the batch size, not by the images there are: 4 images
+/// with a batch size of 4096 at 1024x1024 asked for 48 GiB and aborted.
+#[test]
+fn a_batch_larger_than_the_data_is_sized_by_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dataset(dir.path(), 2);
+    let config = PipelineConfig {
+        image_size: Size::square(1024),
+        resize_size: Size::square(1152),
+        batch_size: 4096,
+        ..config()
+    };
+    let p = Pipeline::new(folder.samples, config).unwrap();
+    let batches = collect(&p, 0);
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].shape, [4, 3, 1024, 1024]);
+}

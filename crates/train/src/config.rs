@@ -132,6 +132,46 @@ impl ModelSpec {
             ModelSpec::EfficientNetLite0(_) => 32,
         }
     }
+
+    /// Checks what the network is built from, for images of `image_size`: training refuses bad
+    /// settings with it, and loading a `model.json` edited by hand does too, since burn's layers
+    /// panic on a zero width, a dropout outside [0, 1] or an image the poolings shrink to nothing.
+    pub fn check(&self, image_size: u32) -> Result<(), String> {
+        if let ModelSpec::Cnn(c) = self
+            && (c.channels.is_empty()
+                || c.channels.len() > 8
+                || c.channels.iter().any(|&n| n == 0 || n > 4096))
+        {
+            return Err(format!(
+                "cnn channels {:?}: expected 1 to 8 blocks of 1 to 4096 channels each",
+                c.channels
+            ));
+        }
+        let dropout = self.dropout();
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(format!("dropout {dropout} must be in [0, 1)"));
+        }
+        if self.num_classes() != 2 {
+            return Err(format!(
+                "the model must have 2 classes (female, male), not {}",
+                self.num_classes()
+            ));
+        }
+        let min_size = self.min_image_size();
+        if image_size < min_size {
+            let why = match self {
+                ModelSpec::Cnn(c) => {
+                    format!(" ({} blocks, each halving the side)", c.channels.len())
+                }
+                ModelSpec::EfficientNetLite0(_) => String::new(),
+            };
+            return Err(format!(
+                "image size {image_size} is below {min_size}, the least {}{why} takes",
+                self.arch()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How the learning rate changes over the run (per step), after the optional warm-up.
@@ -330,8 +370,12 @@ impl TrainConfig {
         if !(self.lr > 0.0 && self.lr <= 1.0) {
             return bad(format!("learning rate {} must be in (0, 1]", self.lr));
         }
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad(format!("weight decay {} must be >= 0", self.weight_decay));
+        // AdamW takes it as an f32: 1e39 passed as finite here and trained on infinity.
+        if !(0.0..=1.0).contains(&self.weight_decay) {
+            return bad(format!(
+                "weight decay {} must be in [0, 1]",
+                self.weight_decay
+            ));
         }
         if self.warmup_epochs >= self.epochs && self.warmup_epochs > 0 {
             return bad(format!(
@@ -346,38 +390,11 @@ impl TrainConfig {
                 "step schedule needs epochs >= 1 and gamma in (0, 1], got {epochs} and {gamma}"
             ));
         }
-        if let ModelSpec::Cnn(c) = &self.model
-            && (c.channels.is_empty()
-                || c.channels.len() > 8
-                || c.channels.iter().any(|&n| n == 0 || n > 4096))
-        {
+        self.model.check(self.image_size).or_else(bad)?;
+        if self.image_size > 1024 {
             return bad(format!(
-                "cnn channels {:?}: expected 1 to 8 blocks of 1 to 4096 channels each",
-                c.channels
-            ));
-        }
-        let dropout = self.model.dropout();
-        if !(0.0..1.0).contains(&dropout) {
-            return bad(format!("dropout {dropout} must be in [0, 1)"));
-        }
-        let min_size = self.model.min_image_size();
-        if self.image_size < min_size || self.image_size > 1024 {
-            let why = match &self.model {
-                ModelSpec::Cnn(c) => {
-                    format!(" ({} blocks, each halving the side)", c.channels.len())
-                }
-                ModelSpec::EfficientNetLite0(_) => String::new(),
-            };
-            return bad(format!(
-                "image size {} must be between {min_size} and 1024 for {}{why}",
-                self.image_size,
-                self.model.arch()
-            ));
-        }
-        if self.model.num_classes() != 2 {
-            return bad(format!(
-                "the model must have 2 classes (female, male), not {}",
-                self.model.num_classes()
+                "image size {} is above 1024, the most training takes",
+                self.image_size
             ));
         }
         if self.init.is_some() && self.model.arch() != Arch::EfficientNetLite0 {
@@ -395,6 +412,20 @@ impl TrainConfig {
         steps_per_epoch: usize,
     ) -> Result<ModuleLrScheduler, TrainError> {
         let steps_per_epoch = steps_per_epoch.max(1);
+        // burn's schedulers count their steps in an i32 and panic past it.
+        let most = i32::MAX as usize;
+        if self
+            .epochs
+            .checked_mul(steps_per_epoch)
+            .is_none_or(|n| n > most)
+        {
+            return Err(TrainError::Config(format!(
+                "{} epochs of {steps_per_epoch} batches are more than the {most} steps the \
+                 learning-rate schedule counts",
+                self.epochs
+            )));
+        }
+        // Neither product can overflow now: both factors are at most the run's epochs.
         let warmup = self.warmup_epochs * steps_per_epoch;
         let main_steps = (self.epochs - self.warmup_epochs) * steps_per_epoch;
         let main = match self.schedule {
@@ -403,7 +434,9 @@ impl TrainConfig {
                 CosineAnnealingLrSchedulerConfig::new(self.lr, main_steps.max(1)).into()
             }
             Schedule::Step { epochs, gamma } => {
-                StepLrSchedulerConfig::new(self.lr, epochs * steps_per_epoch)
+                // A step longer than the run never comes, as one of the run's length does not:
+                // the same rates, without an overflow that made a huge step a short one.
+                StepLrSchedulerConfig::new(self.lr, epochs.min(self.epochs) * steps_per_epoch)
                     .with_gamma(gamma)
                     .into()
             }
@@ -519,6 +552,15 @@ mod tests {
                 color_jitter: 101,
                 ..ok.clone()
             },
+            // Infinite as AdamW's f32.
+            TrainConfig {
+                weight_decay: 1e39,
+                ..ok.clone()
+            },
+            TrainConfig {
+                weight_decay: -0.1,
+                ..ok.clone()
+            },
             TrainConfig {
                 color_jitter: 20,
                 augment: false,
@@ -593,6 +635,42 @@ mod tests {
                 .dropout(),
             0.5
         );
+    }
+
+    #[test]
+    fn a_step_longer_than_the_run_never_decays() {
+        let config = |epochs, schedule| TrainConfig {
+            epochs,
+            schedule,
+            lr: 0.01,
+            ..TrainConfig::new(Arch::Cnn.default_spec())
+        };
+        // 1844674407370955162 epochs of 10 batches wrapped to a step of 4 batches; 2^63 epochs
+        // of 2 batches to a step of 0, an error once training had started.
+        for (every, steps) in [(1_844_674_407_370_955_162, 10), (1 << 63, 2)] {
+            let step = Schedule::Step {
+                epochs: every,
+                gamma: 0.5,
+            };
+            let mut s = config(3, step).scheduler(steps).unwrap();
+            let lrs: Vec<f64> = (0..3 * steps).map(|_| s.step().base()).collect();
+            assert!(lrs.iter().all(|&lr| lr == 0.01), "{lrs:?}");
+        }
+        // A step inside the run still comes when it should.
+        let step = Schedule::Step {
+            epochs: 2,
+            gamma: 0.5,
+        };
+        let mut s = config(3, step).scheduler(10).unwrap();
+        let lrs: Vec<f64> = (0..30).map(|_| s.step().base()).collect();
+        assert_eq!((lrs[19], lrs[20]), (0.01, 0.005));
+        // More steps than burn's schedulers count is refused, not wrapped.
+        let err = config(usize::MAX / 2, Schedule::Constant)
+            .scheduler(10)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("more than the 2147483647 steps"), "{err}");
     }
 
     #[test]

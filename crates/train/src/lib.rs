@@ -71,9 +71,18 @@ pub enum TrainError {
     /// The output path exists and is not a folder.
     #[error("{}: is a file, not a folder; choose a new folder for the model", .0.display())]
     OutputNotAFolder(PathBuf),
-    /// The loss became NaN or infinite: the learning rate is likely too high.
-    #[error("the training loss became {value} at epoch {epoch}; try a lower learning rate")]
-    Diverged { epoch: usize, value: f64 },
+    /// The loss of the `training` or `validation` pass became NaN or infinite: the learning
+    /// rate is likely too high.
+    #[error("the {pass} loss became {value} at epoch {epoch}; try a lower learning rate")]
+    Diverged {
+        pass: &'static str,
+        epoch: usize,
+        value: f64,
+    },
+    /// Asked to stop ([`TrainProgress::should_stop`]) before the first epoch ended: there is no
+    /// checkpoint to resume, nor a model.
+    #[error("stopped before the first epoch ended: nothing was saved")]
+    Interrupted,
     /// A bug: an invariant of this crate did not hold.
     #[error("internal error: {0}")]
     Internal(String),

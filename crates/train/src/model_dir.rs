@@ -32,7 +32,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The training data a model saw, to tell runs apart and refuse a resume on other data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataInfo {
-    /// sha256 of the sorted `split\tlabel\tpath` lines (paths relative to the data folder).
+    /// sha256 of the sorted `split\tlabel\tsize\tpath` lines (paths relative to the data
+    /// folder, sizes in bytes; models trained before the size was added hashed
+    /// `split\tlabel\tpath`).
     pub fingerprint: String,
     pub train_images: usize,
     pub val_images: usize,
@@ -116,7 +118,7 @@ impl InfoHead {
         Ok(head)
     }
 
-    /// The architecture and its config, or why not.
+    /// The architecture and its config, checked as training checks them, or why not.
     pub(crate) fn spec(&self, shown: &str) -> Result<ModelSpec, ModelError> {
         let format = |reason: String| ModelError::Format {
             path: shown.to_string(),
@@ -131,8 +133,11 @@ impl InfoHead {
             .config
             .clone()
             .ok_or_else(|| format("no \"config\" field".into()))?;
-        serde_json::from_value(serde_json::json!({ "arch": arch.name(), "config": config }))
-            .map_err(|e| format(format!("bad {arch} config: {e}")))
+        let spec: ModelSpec =
+            serde_json::from_value(serde_json::json!({ "arch": arch.name(), "config": config }))
+                .map_err(|e| format(format!("bad {arch} config: {e}")))?;
+        spec.check(self.image_size).map_err(format)?;
+        Ok(spec)
     }
 }
 
@@ -142,6 +147,26 @@ const TEMP_MARK: &str = ".tmp-";
 /// Whether `name` is a temporary file [`write_atomic`] leaves behind when the run is killed.
 pub(crate) fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(TEMP_MARK)
+}
+
+/// Removes the temporary files a killed run left in `dir` (`.model.json.tmp-PID` and the like,
+/// of the model directory's own files only): nothing reads them, and they would pile up, a
+/// checkpoint's worth each. Best effort: one that cannot be removed is left.
+pub(crate) fn remove_stale_temps(dir: &Path) {
+    let Ok(Some(names)) = gc_core::folder::entries(dir) else {
+        return;
+    };
+    for name in names {
+        let ours = [WEIGHTS, INFO, HISTORY, CHECKPOINT].iter().any(|file| {
+            name.strip_prefix('.')
+                .and_then(|n| n.strip_prefix(file))
+                .and_then(|n| n.strip_prefix(TEMP_MARK))
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if ours {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
 }
 
 /// Writes `path` atomically: `write` fills a temporary file in the same folder, which is flushed

@@ -39,8 +39,8 @@ pub struct EpochMetrics {
     pub val_acc: f64,
     /// The learning rate at the last step of the epoch.
     pub lr: f64,
-    /// Wall-clock seconds of the epoch: training, validation and saving the best weights (the
-    /// checkpoint written after it is not counted).
+    /// Wall-clock seconds of the epoch: training and validation (the files written after them
+    /// are not counted).
     pub seconds: f64,
     /// Training images per second.
     pub images_per_second: f64,
@@ -66,8 +66,9 @@ pub trait TrainProgress: Sync {
     /// far, and its weights are now `model.safetensors`).
     fn epoch_end(&self, _metrics: &EpochMetrics, _improved: bool) {}
 
-    /// Asked after `epoch_end` when epochs remain: `true` ends the run there (a stop request, a
-    /// test). The checkpoint just written is the one `--resume` continues from.
+    /// Asked before every epoch and every batch: `true` ends the run there (a stop request, a
+    /// test), the epoch in hand left unfinished. The last checkpoint written is the one
+    /// `--resume` continues from.
     fn should_stop(&self) -> bool {
         false
     }

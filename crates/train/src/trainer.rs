@@ -48,7 +48,8 @@ impl TrainData {
     }
 
     /// Checks that both folders have exactly the classes `female` and `male` (in that order) and
-    /// some images, and fingerprints the sample lists, with paths relative to `root`.
+    /// some images, and fingerprints the sample lists, with paths relative to `root` and the
+    /// size of each file.
     pub fn new(root: &Path, train: ImageFolder, val: ImageFolder) -> Result<TrainData, TrainError> {
         let want: Vec<String> = Gender::ALL.iter().map(|g| g.name().to_string()).collect();
         for (split, folder) in [("train", &train), ("val", &val)] {
@@ -71,7 +72,12 @@ impl TrainData {
             .flat_map(|(split, samples)| {
                 samples.iter().map(move |s| {
                     let rel = s.path.strip_prefix(root).unwrap_or(&s.path);
-                    format!("{split}\t{}\t{}\n", s.label, rel.to_string_lossy())
+                    // The size, so that files replaced under the same names are other data (the
+                    // contents are not read here: that would be a pass over every image). A file
+                    // that cannot be read is skipped by the pipeline; here it has no size.
+                    let size = std::fs::metadata(&s.path)
+                        .map_or_else(|_| "-".to_string(), |m| m.len().to_string());
+                    format!("{split}\t{}\t{size}\t{}\n", s.label, rel.to_string_lossy())
                 })
             })
             .collect();
@@ -212,33 +218,14 @@ pub fn train(
         checkpoint,
     } = preflight(config, data, out, options)?;
     let files = ModelDir::new(out);
+    crate::model_dir::remove_stale_temps(out);
     if checkpoint.is_none() {
         std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     }
 
     let pipeline = |samples: &[Sample], train: bool| {
-        let image_size = Size::square(config.image_size);
-        let geometry = gc_pipeline::Geometry::from_image_size(image_size);
-        Pipeline::new(
-            samples.to_vec(),
-            PipelineConfig {
-                image_size,
-                resize_size: geometry.resize_size,
-                batch_size: config.batch_size,
-                shuffle: train,
-                seed: config.seed,
-                augment: if train && config.augment {
-                    Augment::Train
-                } else {
-                    Augment::Eval
-                },
-                color_jitter_percent: config.color_jitter,
-                cache: options.cache.clone(),
-                workers: options.workers,
-                ..PipelineConfig::default()
-            },
-        )
-        .map_err(|e| TrainError::Data(e.to_string()))
+        Pipeline::new(samples.to_vec(), pipeline_config(config, options, train))
+            .map_err(|e| TrainError::Data(e.to_string()))
     };
     let run = Run {
         config,
@@ -273,6 +260,28 @@ pub fn train(
             }
         }
     })
+}
+
+/// The input of the training (`train`) or validation pass.
+fn pipeline_config(config: &TrainConfig, options: &RunOptions, train: bool) -> PipelineConfig {
+    let image_size = Size::square(config.image_size);
+    let geometry = gc_pipeline::Geometry::from_image_size(image_size);
+    PipelineConfig {
+        image_size,
+        resize_size: geometry.resize_size,
+        batch_size: config.batch_size,
+        shuffle: train,
+        seed: config.seed,
+        augment: if train && config.augment {
+            Augment::Train
+        } else {
+            Augment::Eval
+        },
+        color_jitter_percent: config.color_jitter,
+        cache: options.cache.clone(),
+        workers: options.workers,
+        ..PipelineConfig::default()
+    }
 }
 
 /// The threads of the tensor work: `options.threads`, 0 being one per core.
@@ -342,6 +351,13 @@ fn preflight(
     options: &RunOptions,
 ) -> Result<Ready, TrainError> {
     config.validate()?;
+    for (samples, train) in [(&data.train, true), (&data.val, false)] {
+        pipeline_config(config, options, train)
+            .check(samples.len())
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+    }
+    // Sized by every image: those that turn out unreadable only make the epochs shorter.
+    config.scheduler(data.train.len().div_ceil(config.batch_size))?;
     // A build without the GPU, or a machine without one, fails here.
     let device = options.device.burn_device()?;
     let weights = match config.balance {
@@ -620,6 +636,7 @@ impl Run<'_> {
             threads: Some(rayon::current_num_threads()),
         };
         let mut resumed_after = None;
+        let mut stopped = StopReason::Completed;
         if let Some(checkpoint) = self.checkpoint.take() {
             (model, optimizer, scheduler) = restore(
                 &checkpoint,
@@ -634,12 +651,33 @@ impl Run<'_> {
                 ..checkpoint.state
             };
             resumed_after = Some(state.epochs_done);
+            // A run that stopped early with this patience stays stopped, as a finished one does:
+            // only a longer patience goes on.
+            if self.stops_early(&state) {
+                stopped = StopReason::EarlyStopped;
+            }
+            // A kill after the checkpoint was written left the files that follow it an epoch
+            // behind: they are written again from it (the best weights are the checkpoint's
+            // own when its epoch was the best; otherwise they were written before it).
+            if state.epochs_since_best == 0 {
+                self.write_weights(&model.valid())?;
+            }
+            write_history(&self.files.dir, &state.history)?;
+            self.write_status(&state, stopped)?;
         }
         let plain = device.clone().inner();
         let loss_fn = CrossEntropyLossConfig::new().init(device);
-        let mut stopped = StopReason::Completed;
 
-        for epoch in state.epochs_done..config.epochs {
+        'epochs: for epoch in state.epochs_done..config.epochs {
+            if stopped != StopReason::Completed {
+                break;
+            }
+            // Asked before every batch too: a stop request ends the epoch in hand, whose work is
+            // lost, and leaves the last checkpoint (an epoch can take minutes).
+            if self.progress.should_stop() {
+                stopped = StopReason::Interrupted;
+                break;
+            }
             let started = Instant::now();
             device.seed(epoch_seed(config.seed, epoch));
 
@@ -649,6 +687,10 @@ impl Run<'_> {
             let mut tally = Tally::default();
             let mut lr = 0.0;
             for batch in self.train.epoch(epoch as u64) {
+                if self.progress.should_stop() {
+                    stopped = StopReason::Interrupted;
+                    break 'epochs;
+                }
                 let n = batch.len();
                 let weights = self.weights.as_ref().map(|w| {
                     let w: Vec<f32> = batch.indices.iter().map(|&i| w[i]).collect();
@@ -672,6 +714,7 @@ impl Run<'_> {
                 let loss = f64::from(loss.into_scalar::<f32>());
                 if !loss.is_finite() {
                     return Err(TrainError::Diverged {
+                        pass: "training",
                         epoch: epoch + 1,
                         value: loss,
                     });
@@ -689,7 +732,18 @@ impl Run<'_> {
 
             // Validation pass, on a validation copy (no autodiff, BatchNorm running statistics).
             let eval = model.valid();
-            let val = self.evaluate(&eval, &plain, epoch)?;
+            let Some(val) = self.evaluate(&eval, &plain, epoch)? else {
+                stopped = StopReason::Interrupted;
+                break;
+            };
+            // No loss compares below NaN: a NaN epoch would stay the best for good.
+            if !val.mean_loss().is_finite() {
+                return Err(TrainError::Diverged {
+                    pass: "validation",
+                    epoch: epoch + 1,
+                    value: val.mean_loss(),
+                });
+            }
 
             let metrics = EpochMetrics {
                 epoch: epoch + 1,
@@ -698,20 +752,10 @@ impl Run<'_> {
                 val_loss: val.mean_loss(),
                 val_acc: val.accuracy(),
                 lr,
-                seconds: 0.0,
+                seconds: started.elapsed().as_secs_f64(),
                 images_per_second: train_tally.images as f64 / train_seconds.max(1e-9),
             };
             let improved = state.best.is_none_or(|b| metrics.val_loss < b.val_loss);
-            if improved {
-                // Written by us, not burn-store, so the file gets the permissions of any new
-                // file (burn-store's are private) and is synced like the checkpoint.
-                let bytes = safetensors_bytes(&eval)?;
-                crate::model_dir::write_bytes_atomic(&self.files.weights(), &bytes)?;
-            }
-            let metrics = EpochMetrics {
-                seconds: started.elapsed().as_secs_f64(),
-                ..metrics
-            };
             if improved {
                 state.best = Some(metrics);
                 state.epochs_since_best = 0;
@@ -719,14 +763,15 @@ impl Run<'_> {
                 state.epochs_since_best += 1;
             }
             state.epochs_done = epoch + 1;
-            if config
-                .patience
-                .is_some_and(|p| state.epochs_since_best >= p && state.epochs_done < config.epochs)
-            {
+            if self.stops_early(&state) {
                 stopped = StopReason::EarlyStopped;
             }
 
-            // Checkpoint, then the files that describe it.
+            // The checkpoint first, then the files that describe it, which --resume writes again
+            // from it: a kill at any point is mended by resuming. (With the best weights first,
+            // a kill before the checkpoint left weights that model.json did not describe, and a
+            // first epoch's folder that could be neither resumed nor reused.) Until then, a kill
+            // between the weights and model.json, two small writes apart, leaves them at odds.
             state.history.push(metrics);
             Checkpoint {
                 state: state.clone(),
@@ -744,28 +789,18 @@ impl Run<'_> {
                     .to_vec(),
             }
             .write(&self.files.checkpoint())?;
+            if improved {
+                self.write_weights(&eval)?;
+            }
             write_history(&self.files.dir, &state.history)?;
             self.progress.epoch_end(&metrics, improved);
-            let more = state.epochs_done < config.epochs;
-            if more && stopped == StopReason::Completed && self.progress.should_stop() {
-                stopped = StopReason::Interrupted;
-            }
-            let running = more && stopped == StopReason::Completed;
-            self.write_info(
-                &state,
-                if running {
-                    StopReason::Running
-                } else {
-                    stopped
-                },
-            )?;
-            if stopped != StopReason::Completed {
-                break;
-            }
+            self.write_status(&state, stopped)?;
         }
-        if state.epochs_done >= config.epochs && resumed_after == Some(state.epochs_done) {
-            // Nothing left to do: report the finished run as it stands.
-            self.write_info(&state, StopReason::Completed)?;
+        if stopped == StopReason::Interrupted {
+            if state.best.is_none() {
+                return Err(TrainError::Interrupted);
+            }
+            self.write_info(&state, StopReason::Interrupted)?;
         }
         let best = state
             .best
@@ -778,12 +813,41 @@ impl Run<'_> {
         })
     }
 
+    /// Writes model.json: "running" while epochs remain and nothing stopped the run.
+    fn write_status(&self, state: &RunState, stopped: StopReason) -> Result<(), TrainError> {
+        let running = state.epochs_done < self.config.epochs && stopped == StopReason::Completed;
+        self.write_info(
+            state,
+            if running {
+                StopReason::Running
+            } else {
+                stopped
+            },
+        )
+    }
+
+    /// Whether the run stops here for want of a better validation loss (a run whose epochs are
+    /// all done is complete, whatever its patience).
+    fn stops_early(&self, state: &RunState) -> bool {
+        self.config
+            .patience
+            .is_some_and(|p| state.epochs_since_best >= p && state.epochs_done < self.config.epochs)
+    }
+
+    /// Writes `model.safetensors`: by us, not burn-store, so that the file gets the permissions
+    /// of any new file (burn-store's are private) and is synced like the checkpoint.
+    fn write_weights<M: ImageClassifier>(&self, model: &M) -> Result<(), TrainError> {
+        let bytes = safetensors_bytes(model)?;
+        crate::model_dir::write_bytes_atomic(&self.files.weights(), &bytes)
+    }
+
+    /// The validation pass; `None` when a stop was asked for during it.
     fn evaluate<M: ImageClassifier>(
         &self,
         model: &M,
         device: &Device,
         epoch: usize,
-    ) -> Result<Tally, TrainError> {
+    ) -> Result<Option<Tally>, TrainError> {
         let loss_fn: CrossEntropyLoss = CrossEntropyLossConfig::new().init(device);
         self.progress.pass_start(
             Phase::Validate,
@@ -796,6 +860,9 @@ impl Run<'_> {
         let mut tally = Tally::default();
         // The validation pipeline neither shuffles nor augments: every epoch sees the same batches.
         for batch in self.val.epoch(0) {
+            if self.progress.should_stop() {
+                return Ok(None);
+            }
             let n = batch.len();
             let (images, labels) = batch_to_tensors(batch, device);
             let logits = model.forward(images);
@@ -812,7 +879,7 @@ impl Run<'_> {
                 "no validation image could be decoded".into(),
             ));
         }
-        Ok(tally)
+        Ok(Some(tally))
     }
 
     fn report(&self, phase: Phase, epoch: usize, tally: &Tally, started: Instant, lr: f64) {

@@ -7,8 +7,8 @@ use gc_models::CnnConfig;
 use gc_pipeline::{ImageFolder, Sample, decode_rgb};
 use gc_testdata::shared;
 use gc_train::{
-    Arch, EpochMetrics, ModelSpec, RunOptions, Schedule, StopReason, Teacher, TrainConfig,
-    TrainData, TrainError, TrainProgress, load_model, train,
+    Arch, BatchStats, EpochMetrics, ModelSpec, Phase, RunOptions, Schedule, StopReason, Teacher,
+    TrainConfig, TrainData, TrainError, TrainProgress, load_model, train,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,25 +101,30 @@ fn options(threads: usize) -> RunOptions {
     }
 }
 
-/// Stops the run after `n` epochs, as Ctrl-C would.
-struct StopAfter {
-    n: usize,
-    done: AtomicUsize,
+/// Stops the run after `batches` training batches of the 0-based epoch `epoch`, as Ctrl-C would
+/// in the middle of it.
+struct StopDuring {
+    epoch: usize,
+    batches: usize,
+    seen: AtomicUsize,
 }
 
-impl TrainProgress for StopAfter {
-    fn epoch_end(&self, _: &EpochMetrics, _: bool) {
-        self.done.fetch_add(1, Ordering::SeqCst);
+impl TrainProgress for StopDuring {
+    fn batch(&self, s: &BatchStats) {
+        if s.phase == Phase::Train && s.epoch == self.epoch {
+            self.seen.store(s.batches, Ordering::SeqCst);
+        }
     }
     fn should_stop(&self) -> bool {
-        self.done.load(Ordering::SeqCst) >= self.n
+        self.seen.load(Ordering::SeqCst) >= self.batches
     }
 }
 
-fn stop_after(n: usize) -> StopAfter {
-    StopAfter {
-        n,
-        done: AtomicUsize::new(0),
+fn stop_during(epoch: usize, batches: usize) -> StopDuring {
+    StopDuring {
+        epoch,
+        batches,
+        seen: AtomicUsize::new(0),
     }
 }
 
@@ -383,30 +388,51 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     let report = train(&config, &d, &whole, &options(2), &gc_train::NoProgress).unwrap();
     assert_eq!(report.history.len(), 3);
 
+    // Stopped early by a patience of 0 epochs, after the first. The patience is the one setting
+    // that may change on resume: it never alters an epoch.
     let parts = out.path().join("parts");
-    let first = train(&config, &d, &parts, &options(2), &stop_after(1)).unwrap();
-    assert_eq!(first.stopped, StopReason::Interrupted);
-    assert_eq!(first.history.len(), 1);
-    assert_eq!(
-        gc_train::read_info(&parts).unwrap().stopped,
-        StopReason::Interrupted
-    );
-    // Resumed with a patience of 0 epochs, it stops early after the next epoch; then the end,
-    // without one. The patience is the one setting that may change: it never alters an epoch.
     let impatient = TrainConfig {
         patience: Some(0),
         ..config.clone()
     };
-    let resume = |config: &TrainConfig| {
+    let first = train(&impatient, &d, &parts, &options(2), &gc_train::NoProgress).unwrap();
+    assert_eq!(
+        (first.stopped, first.history.len()),
+        (StopReason::EarlyStopped, 1)
+    );
+    let resume = |config: &TrainConfig, progress: &dyn TrainProgress| {
         let options = RunOptions {
             resume: true,
             ..options(2)
         };
-        train(config, &d, &parts, &options, &gc_train::NoProgress)
+        train(config, &d, &parts, &options, progress)
     };
-    let second = resume(&impatient).unwrap();
-    assert_eq!((second.resumed_after, second.history.len()), (Some(1), 2));
-    assert_eq!(second.stopped, StopReason::EarlyStopped);
+    // Resumed with the same patience, it stays stopped, as a finished run stays finished (it
+    // trained two more epochs, to stop again).
+    let again = resume(&impatient, &gc_train::NoProgress).unwrap();
+    assert_eq!(
+        (again.resumed_after, again.history.len(), again.stopped),
+        (Some(1), 1, StopReason::EarlyStopped)
+    );
+    // Without a patience it goes on, here until a stop request in the middle of the third
+    // epoch: that epoch is dropped, and the second one's checkpoint is where the run stands.
+    let second = resume(&config, &stop_during(2, 1)).unwrap();
+    assert_eq!(
+        (second.resumed_after, second.history.len(), second.stopped),
+        (Some(1), 2, StopReason::Interrupted)
+    );
+    assert_eq!(
+        gc_train::read_info(&parts).unwrap().stopped,
+        StopReason::Interrupted
+    );
+    // Stopped during the first epoch there is nothing to keep, and the folder stays free.
+    let early = out.path().join("early");
+    match train(&config, &d, &early, &options(2), &stop_during(0, 1)) {
+        Err(TrainError::Interrupted) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(&early).unwrap().count(), 0);
+    let resume = |config: &TrainConfig| resume(config, &gc_train::NoProgress);
     // The new patience is allowed, so only the learning rate is named.
     let refused = resume(&TrainConfig {
         lr: config.lr / 2.0,
@@ -533,6 +559,127 @@ fn the_output_folder_and_resume_are_checked() {
     assert_eq!((again.resumed_after, again.history.len()), (Some(1), 1));
 }
 
+/// Makes the next atomic write of `file` into `dir` by this process fail, as a kill at that
+/// moment would stop it: its temporary name is taken by a folder.
+fn block_write(dir: &Path, file: &str) -> PathBuf {
+    let blocker = dir.join(format!(".{file}.tmp-{}", std::process::id()));
+    std::fs::create_dir_all(&blocker).unwrap();
+    blocker
+}
+
+/// Blocks the writes of `history.csv` once the first epoch has ended.
+struct BlockHistoryAfterFirstEpoch<'a>(&'a Path);
+
+impl TrainProgress for BlockHistoryAfterFirstEpoch<'_> {
+    fn epoch_end(&self, _: &EpochMetrics, _: bool) {
+        block_write(self.0, "history.csv");
+    }
+}
+
+/// The best weights were written before the checkpoint: a kill between the two left a folder
+/// that could not be resumed (first epoch) or weights that model.json did not describe. Now the
+/// checkpoint comes first, and --resume writes the files that follow it again.
+#[test]
+fn a_run_stopped_while_writing_its_files_resumes_whole() {
+    let _lock = one_run_at_a_time();
+    let out = tempfile::tempdir().unwrap();
+    let config = tiny(2);
+    let d = data(32, 16);
+    let whole = out.path().join("whole");
+    let report = train(&config, &d, &whole, &options(2), &gc_train::NoProgress).unwrap();
+    let resume = RunOptions {
+        resume: true,
+        ..options(2)
+    };
+    let check = |dir: &Path| {
+        let info = gc_train::read_info(dir).unwrap();
+        // Seconds and speed differ from run to run; the rest does not.
+        assert_eq!(
+            (info.best.epoch, info.best.val_loss, info.epochs_run),
+            (report.best.epoch, report.best.val_loss, 2)
+        );
+        assert_eq!(info.stopped, StopReason::Completed);
+        assert!(weights(dir) == weights(&whole), "other weights");
+        let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+        assert_eq!(history.lines().count(), 3, "{history}");
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(names.is_empty(), "left behind: {names:?}");
+    };
+
+    // Stopped as the first epoch's weights were written: the checkpoint is there.
+    let first = out.path().join("first");
+    let blocker = block_write(&first, "model.safetensors");
+    let err = train(&config, &d, &first, &options(2), &gc_train::NoProgress).unwrap_err();
+    assert!(matches!(err, TrainError::Io { .. }), "{err}");
+    assert!(first.join("checkpoint.bin").is_file());
+    match train(&config, &d, &first, &options(2), &gc_train::NoProgress) {
+        Err(e @ TrainError::OutputExists { .. }) => assert!(e.to_string().contains("--resume")),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_dir(blocker).unwrap();
+    // A temporary file of a run killed earlier is removed.
+    std::fs::write(first.join(".checkpoint.bin.tmp-1"), "half").unwrap();
+    train(&config, &d, &first, &resume, &gc_train::NoProgress).unwrap();
+    check(&first);
+
+    // Stopped in the second epoch, after its checkpoint, with history.csv and model.json still
+    // those of the first.
+    let second = out.path().join("second");
+    let err = train(
+        &config,
+        &d,
+        &second,
+        &options(2),
+        &BlockHistoryAfterFirstEpoch(&second),
+    )
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Io { .. }), "{err}");
+    assert_eq!(gc_train::read_info(&second).unwrap().epochs_run, 1);
+    std::fs::remove_dir(block_write(&second, "history.csv")).unwrap();
+    let again = train(&config, &d, &second, &resume, &gc_train::NoProgress).unwrap();
+    assert_eq!(again.resumed_after, Some(2));
+    check(&second);
+}
+
+/// The fingerprint named the files only: a resume took data whose files had been replaced.
+#[test]
+fn a_file_replaced_under_its_name_is_other_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let classes: Vec<String> = Gender::ALL.iter().map(|g| g.name().to_string()).collect();
+    let copy = |samples: Vec<Sample>, split: &str| {
+        let samples = samples
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let path = dir.path().join(format!("{split}/{i}.jpg"));
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::copy(&s.path, &path).unwrap();
+                Sample { path, ..s }
+            })
+            .collect();
+        ImageFolder::from_samples(classes.clone(), samples).unwrap()
+    };
+    let (train, val) = (
+        copy(samples(Split::Train, 4), "train"),
+        copy(samples(Split::Val, 2), "val"),
+    );
+    let fingerprint = || {
+        TrainData::new(dir.path(), train.clone(), val.clone())
+            .unwrap()
+            .info
+            .fingerprint
+    };
+    let before = fingerprint();
+    assert_eq!(before, fingerprint());
+    // Another face under the first one's name.
+    std::fs::copy(&train.samples[1].path, &train.samples[0].path).unwrap();
+    assert_ne!(before, fingerprint());
+}
+
 /// A trained model directory copied to `name` under `root`, for damaging.
 fn copy_model(from: &Path, root: &Path, name: &str) -> PathBuf {
     let to = root.join(name);
@@ -623,6 +770,50 @@ fn broken_model_directories_are_refused_with_a_reason() {
     let dir = copy_model(&good, root, "not-json");
     std::fs::write(dir.join("model.json"), b"{").unwrap();
     assert!(refused(&dir).contains("model.json"));
+
+    // Settings training refuses panicked in burn's layers when the network was built from them.
+    for (name, edit, needle) in [
+        (
+            "dropout-5",
+            serde_json::json!({"config": {"dropout": 5.0}}),
+            "dropout 5",
+        ),
+        (
+            "dropout-neg",
+            serde_json::json!({"config": {"dropout": -1.0}}),
+            "dropout -1",
+        ),
+        (
+            "zero-channels",
+            serde_json::json!({"config": {"channels": [8, 16, 0]}}),
+            "channels [8, 16, 0]",
+        ),
+        (
+            "one-pixel",
+            serde_json::json!({"image_size": 1, "resize_size": 1}),
+            "image size 1 ",
+        ),
+    ] {
+        let dir = copy_model(&good, root, name);
+        edit_json(&dir, |v| merge(v, &edit));
+        let msg = refused(&dir);
+        assert!(
+            msg.contains(needle) && msg.contains("model.json"),
+            "{name}: {msg}"
+        );
+    }
+}
+
+/// `patch`'s fields written over `v`'s, objects merged.
+fn merge(v: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (v, patch) {
+        (serde_json::Value::Object(v), serde_json::Value::Object(patch)) => {
+            for (k, p) in patch {
+                merge(v.entry(k.clone()).or_insert(serde_json::Value::Null), p);
+            }
+        }
+        (v, p) => *v = p.clone(),
+    }
 }
 
 #[test]

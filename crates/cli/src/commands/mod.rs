@@ -49,7 +49,11 @@ fn load_model(args: &ModelArgs) -> anyhow::Result<Box<dyn Classifier>> {
 /// manifest or a folder for the split, `read_labelled` takes the whole folder: say so, rather than
 /// record a split that was not used (`--split bogus` was taken silently).
 fn split_in_use(data: &Path, split: &str, doing: &str, advice: &str) -> String {
-    if gc_classify::labelled::Scope::of(data, split) != gc_classify::labelled::Scope::WholeFolder {
+    // An unfinished prepare is refused when it is read; a warning about its layout would only
+    // come before that refusal and mislead.
+    if gc_classify::labelled::Scope::of(data, split) != gc_classify::labelled::Scope::WholeFolder
+        || gc_dataset::unfinished_prepare(data).is_err()
+    {
         return split.to_string();
     }
     errln!(

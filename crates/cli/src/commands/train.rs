@@ -1,7 +1,8 @@
 //! `gender-classifier train`: trains one of our burn architectures on a prepared dataset and writes
 //! a model directory (`model.safetensors`, `model.json`, `history.csv`, `checkpoint.bin`), drawing
-//! a progress bar per epoch on stderr. Ctrl-C or a kill leaves the last finished epoch's checkpoint
-//! whole (every file is written atomically); `--resume` continues from it.
+//! a progress bar per epoch on stderr. Ctrl-C ends the epoch in hand (a second one ends the process
+//! at once); either, or a kill, leaves the last finished epoch's checkpoint whole (every file is
+//! written atomically, the checkpoint first); `--resume` continues from it.
 
 use super::eval::bar;
 use crate::Status;
@@ -15,8 +16,11 @@ use gc_train::{
     TrainConfig, TrainData, TrainDevice, TrainProgress,
 };
 use indicatif::{ProgressBar, ProgressStyle};
+use signal_hook::consts::SIGINT;
+use signal_hook::flag;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -94,7 +98,9 @@ pub struct TrainArgs {
 
     /// The cnn's block widths, one block per value, each halving the image side (default
     /// 32,64,128,256).
-    #[arg(long, value_name = "N,N,...", value_delimiter = ',', num_args = 1..)]
+    // Set, not the default Append of a list: a second --channels added blocks to the first.
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', num_args = 1..,
+          action = clap::ArgAction::Set)]
     pub channels: Option<Vec<usize>>,
 
     /// Dropout before the classifier (default 0 for the cnn, 0.2 for efficientnet-lite0).
@@ -231,7 +237,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         image_size: args.image_size,
         seed: args.seed,
         patience: args.patience,
-        init: args.init.clone(),
+        // Absolute (links not followed), as the teachers are: --resume compares it with the
+        // checkpoint's, which a run from another folder spelt otherwise.
+        init: args.init.as_deref().map(std::path::absolute).transpose()?,
         balance: args.balance,
         color_jitter: args.color_jitter,
         ..TrainConfig::new(model)
@@ -279,10 +287,26 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         args.device.to_string().to_uppercase(),
         args.out.display()
     );
-    let bars = Bars::new();
-    let report = gc_train::train(&config, &data, &args.out, &options, &bars)
-        .with_context(|| format!("training into {}", args.out.display()))?;
+    // The first Ctrl-C ends the epoch in hand and keeps the last checkpoint (model.json then
+    // says "interrupted"); a second one ends the process at once, every file whole either way.
+    // Not before: a Ctrl-C during the teachers' pass ends it at once, with nothing written.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    flag::register_conditional_shutdown(SIGINT, 130, interrupted.clone())
+        .and_then(|_| flag::register(SIGINT, interrupted.clone()))
+        .context("cannot watch for Ctrl-C")?;
+    let bars = Bars::new(interrupted);
+    let result = gc_train::train(&config, &data, &args.out, &options, &bars);
     bars.finish();
+    let report = match result {
+        Err(gc_train::TrainError::Interrupted) => {
+            errln!(
+                "interrupted during the first epoch: nothing was saved; {} can be used again",
+                args.out.display()
+            );
+            return Ok(Status::Interrupted);
+        }
+        other => other.with_context(|| format!("training into {}", args.out.display()))?,
+    };
 
     let best = report.best;
     let how = match report.stopped {
@@ -301,18 +325,24 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         100.0 * best.val_acc,
         args.out.display()
     );
+    if report.stopped == StopReason::Interrupted {
+        return Ok(Status::Interrupted);
+    }
     Ok(Status::Success)
 }
 
-/// One bar per pass (training, then validation), and a summary line per epoch.
+/// One bar per pass (training, then validation), and a summary line per epoch; a stop when
+/// `interrupted` is set (Ctrl-C).
 struct Bars {
     bar: Mutex<ProgressBar>,
+    interrupted: Arc<AtomicBool>,
 }
 
 impl Bars {
-    fn new() -> Self {
+    fn new(interrupted: Arc<AtomicBool>) -> Self {
         Bars {
             bar: Mutex::new(ProgressBar::hidden()),
+            interrupted,
         }
     }
 
@@ -381,6 +411,10 @@ impl TrainProgress for Bars {
                 )
             });
         });
+    }
+
+    fn should_stop(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
     }
 }
 
