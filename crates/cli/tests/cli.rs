@@ -987,7 +987,7 @@ fn train_takes_each_setting_once_and_a_weight_decay_in_range() {
 /// --init was recorded as typed: a resume from another folder, or with the path spelt
 /// otherwise, was refused as other settings.
 #[test]
-fn train_records_the_init_weights_by_their_absolute_path() {
+fn train_records_the_init_weights_by_their_canonical_path() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("faces")).unwrap();
@@ -1013,9 +1013,18 @@ fn train_records_the_init_weights_by_their_absolute_path() {
     assert_eq!(code, 0, "{stderr}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
-    assert_eq!(json["init"], folder.join(name).to_str().unwrap());
-    // The same file, named from elsewhere: the finished run is found finished.
+    let canonical = backbone.canonicalize().unwrap();
+    assert_eq!(json["init"], canonical.to_str().unwrap());
+    // The same file, named from elsewhere, and through a `..` step: the finished run is found
+    // finished.
     let (code, stdout, stderr) = train(d, backbone.as_os_str(), &["--resume"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("done: best epoch 1 of 1"), "{stdout}");
+    let detour = folder
+        .join("..")
+        .join(folder.file_name().unwrap())
+        .join(name);
+    let (code, stdout, stderr) = train(d, detour.as_os_str(), &["--resume"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("done: best epoch 1 of 1"), "{stdout}");
 }
@@ -1037,7 +1046,7 @@ fn ctrl_c_stops_training_at_the_last_checkpoint() {
         .arg(&data)
         .arg("--out")
         .arg(&out)
-        .args(["--epochs", "1000", "--batch-size", "4", "--workers", "1"])
+        .args(["--epochs", "1000000", "--batch-size", "4", "--workers", "1"])
         .args(["--image-size", "16", "--channels", "4,4"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

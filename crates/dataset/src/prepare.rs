@@ -340,7 +340,7 @@ pub fn prepare(
             });
         }
         OutState::Ours(found) => {
-            start_over(&opts.out, &found, &report.rows)?;
+            start_over(&opts.out, &found, &report.rows, opts.mode)?;
             Outcome::Restarted
         }
     };
@@ -434,8 +434,9 @@ enum OutState {
     Ours(Marker),
 }
 
-/// Looks at OUT before the first pass, so that a folder that cannot be written is refused at once
-/// rather than after minutes of reading; a refusal that needs the files' hashes comes after it.
+/// Looks at OUT before the first pass, so that a folder that is not ours, or ours with other
+/// settings, is refused at once rather than after minutes of reading; a refusal that needs the
+/// files' hashes comes after it.
 fn inspect_out(out: &Path, opts: &PrepareOptions) -> Result<OutState, PrepareError> {
     if !out.exists() {
         return Ok(OutState::Fresh);
@@ -547,9 +548,17 @@ fn our_files(out: &Path, found: &Marker) -> Result<Vec<(PathBuf, Option<String>)
 /// there: only what that run wrote, and of its images only those this run would not write the same.
 /// The old marker and plan stay until this run's replace them, so a kill in between leaves a
 /// folder that can still be proved ours.
-fn start_over(out: &Path, found: &Marker, rows: &[ManifestRow]) -> Result<(), PrepareError> {
+fn start_over(
+    out: &Path,
+    found: &Marker,
+    rows: &[ManifestRow],
+    mode: Mode,
+) -> Result<(), PrepareError> {
+    // Of another mode nothing is kept: a hard link of a `--link` run kept by a run that copies
+    // would follow every later edit of the source.
     let keep: std::collections::HashSet<(PathBuf, &str)> = rows
         .iter()
+        .filter(|_| found.mode == mode)
         .map(|r| (out.join(&r.path), r.sha256.as_str()))
         .collect();
     for (file, hash) in our_files(out, found)? {

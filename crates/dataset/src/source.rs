@@ -87,6 +87,10 @@ impl Source {
                         // It used to end the run.
                         Err(e) if skip_link_loop(&e) => continue,
                         Err(e) if e.depth() == 0 => return Err(walk_error(root, e)),
+                        // A folder that cannot be read would drop all its images as one row.
+                        Err(e) if e.path().is_some_and(Path::is_dir) => {
+                            return Err(walk_error(root, e));
+                        }
                         // One unreadable file (a dangling link, say) is a rejected row, not
                         // the end of the run.
                         Err(e) => {

@@ -436,10 +436,13 @@ impl Shared {
 
     fn produce(&self, epoch: u64, tx: &Sender<Batch>, stop: &AtomicBool) {
         let order = self.order(epoch);
-        let batch_size = self.config.batch_images(self.samples.len());
+        // A full batch is `batch_size` images (with `drop_remainder`, fewer images make none);
+        // the buffers are sized by the images there are.
+        let batch_size = self.config.batch_size;
+        let capacity = self.config.batch_images(self.samples.len());
         let mut next = 0;
-        let mut ready: Vec<(usize, Cow<'_, [u8]>)> = Vec::with_capacity(batch_size);
-        let mut candidates = Vec::with_capacity(batch_size);
+        let mut ready: Vec<(usize, Cow<'_, [u8]>)> = Vec::with_capacity(capacity);
+        let mut candidates = Vec::with_capacity(capacity);
         // The next batch's buffer is zeroed by one worker while the other works: zeroing 6 MB on
         // this thread, between two rounds of pool work, left the workers idle for a tenth of a
         // cold epoch. It is zeroed beside the decoding when there is decoding to hide it behind,

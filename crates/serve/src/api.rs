@@ -88,7 +88,9 @@ async fn classify_request(s: &Arc<Service>, req: Request) -> Result<Value, Refus
     let before = s.in_house.fetch_add(1, Ordering::SeqCst);
     let in_house = InHouse(Arc::clone(s));
     if before >= limits.max_concurrent + limits.max_waiting {
-        linger(req.into_body(), limits).await;
+        // Lingering takes no place in the house: refused requests must not turn others away.
+        drop(in_house);
+        linger(req, limits).await;
         return Err(Refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("busy: {before} requests in progress; retry shortly"),
@@ -108,8 +110,9 @@ async fn classify_request(s: &Arc<Service>, req: Request) -> Result<Value, Refus
     let (name, bytes) = match read {
         Ok(image) => image,
         Err((refusal, unread)) => {
-            if let Some(body) = unread {
-                linger(body, limits).await;
+            drop(in_house);
+            if let Some(req) = unread {
+                linger(req, limits).await;
             }
             return Err(refusal);
         }
@@ -182,7 +185,14 @@ async fn classify_request(s: &Arc<Service>, req: Request) -> Result<Value, Refus
 /// 503 or 413 and its reason. Dropping each piece as it comes keeps the memory flat however many
 /// requests are turned away, and the time bound keeps a client that never stops from holding its
 /// place.
-async fn linger(mut body: Body, limits: crate::Limits) {
+///
+/// A client that asked to be told before it sends the body (`Expect: 100-continue`) is not: it
+/// waits for the answer, and reading the body would make the server invite the whole upload.
+async fn linger(req: Request, limits: crate::Limits) {
+    if req.headers().contains_key(header::EXPECT) {
+        return;
+    }
+    let mut body = req.into_body();
     let drain = async {
         while let Some(Ok(_)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
         {
@@ -209,7 +219,7 @@ async fn read_up_to(body: &mut Body, max: usize) -> Result<Option<Vec<u8>>, Refu
 
 /// Why a request's image could not be read, and the body left unread when it is refused for its
 /// size (to be drained, see [`linger`]).
-type Unread = (Refusal, Option<Body>);
+type Unread = (Refusal, Option<Request>);
 
 /// The image bytes of a request, and a name for messages: the form's file name, or `body`.
 async fn read_image(req: Request, max: usize) -> Result<(String, Vec<u8>), Unread> {
@@ -225,7 +235,7 @@ async fn read_image(req: Request, max: usize) -> Result<(String, Vec<u8>), Unrea
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return Err((too_large(), Some(req.into_body())));
+        return Err((too_large(), Some(req)));
     }
     // Media types are case-insensitive (RFC 9110 8.3.1).
     let is_form = req
@@ -238,7 +248,10 @@ async fn read_image(req: Request, max: usize) -> Result<(String, Vec<u8>), Unrea
         });
     let (parts, mut body) = req.into_parts();
     let Some(bytes) = read_up_to(&mut body, max).await.map_err(|r| (r, None))? else {
-        return Err((too_large(), Some(body)));
+        // Reading has begun, so a client that expected to be told first was invited already.
+        let mut parts = parts;
+        parts.headers.remove(header::EXPECT);
+        return Err((too_large(), Some(Request::from_parts(parts, body))));
     };
     let refuse = |r| (r, None);
     read_form(parts, bytes, is_form).await.map_err(refuse)

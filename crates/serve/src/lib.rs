@@ -108,7 +108,7 @@ fn grace(limits: &Limits) -> Duration {
 }
 
 /// Serves on `listener` until `shutdown` completes; requests in flight are finished first, for at
-/// most [`grace`]. Without that bound one client holding a connection open with its headers
+/// most the body timeout plus 10 s. Without that bound one client holding a connection open with its headers
 /// unfinished kept the server from stopping for as long as it liked.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -211,7 +211,7 @@ impl Running {
         let Some(thread) = self.thread.take() else {
             return Ok(());
         };
-        runtime.block_on(async {
+        let result = runtime.block_on(async {
             let joined = tokio::task::spawn_blocking(move || thread.join());
             tokio::select! {
                 joined = joined => match joined {
@@ -223,7 +223,10 @@ impl Running {
                     "stopped at a second signal, with requests in flight",
                 )),
             }
-        })
+        });
+        // Dropping the runtime would wait for the join above, that is for the grace period.
+        runtime.shutdown_background();
+        result
     }
 
     fn shut(&mut self) -> std::io::Result<()> {

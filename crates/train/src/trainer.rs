@@ -33,6 +33,9 @@ pub struct TrainData {
     /// The teachers' p(female) of each training image, by index, for distillation
     /// ([`crate::Teacher`]); NaN where they could not classify it (its target is then its label).
     pub teacher: Option<Vec<f32>>,
+    /// The fingerprint as versions before the file sizes computed it, so that their checkpoints
+    /// can still be resumed on the same data.
+    legacy_fingerprint: String,
 }
 
 impl TrainData {
@@ -67,28 +70,36 @@ impl TrainData {
                 )));
             }
         }
-        let mut lines: Vec<String> = [("train", &train.samples), ("val", &val.samples)]
-            .iter()
-            .flat_map(|(split, samples)| {
-                samples.iter().map(move |s| {
-                    let rel = s.path.strip_prefix(root).unwrap_or(&s.path);
-                    // The size, so that files replaced under the same names are other data (the
-                    // contents are not read here: that would be a pass over every image). A file
-                    // that cannot be read is skipped by the pipeline; here it has no size.
-                    let size = std::fs::metadata(&s.path)
-                        .map_or_else(|_| "-".to_string(), |m| m.len().to_string());
-                    format!("{split}\t{}\t{size}\t{}\n", s.label, rel.to_string_lossy())
+        let lines = |sized: bool| {
+            let mut lines: Vec<String> = [("train", &train.samples), ("val", &val.samples)]
+                .iter()
+                .flat_map(|(split, samples)| {
+                    samples.iter().map(move |s| {
+                        let rel = s.path.strip_prefix(root).unwrap_or(&s.path);
+                        if !sized {
+                            return format!("{split}\t{}\t{}\n", s.label, rel.to_string_lossy());
+                        }
+                        // The size, so that files replaced under the same names are other data
+                        // (the contents are not read here: that would be a pass over every
+                        // image). A file that cannot be read is skipped by the pipeline; here it
+                        // has no size.
+                        let size = std::fs::metadata(&s.path)
+                            .map_or_else(|_| "-".to_string(), |m| m.len().to_string());
+                        format!("{split}\t{}\t{size}\t{}\n", s.label, rel.to_string_lossy())
+                    })
                 })
-            })
-            .collect();
-        lines.sort();
-        let mut hasher = Sha256::new();
-        for line in &lines {
-            hasher.update(line.as_bytes());
-        }
+                .collect();
+            lines.sort();
+            let mut hasher = Sha256::new();
+            for line in &lines {
+                hasher.update(line.as_bytes());
+            }
+            format!("{:x}", hasher.finalize())
+        };
         Ok(TrainData {
+            legacy_fingerprint: lines(false),
             info: DataInfo {
-                fingerprint: format!("{:x}", hasher.finalize()),
+                fingerprint: lines(true),
                 teacher: None,
                 train_images: train.samples.len(),
                 val_images: val.samples.len(),
@@ -97,6 +108,13 @@ impl TrainData {
             val: val.samples,
             teacher: None,
         })
+    }
+
+    /// Whether `fingerprint`, recorded in a model folder or checkpoint, is this data's: as this
+    /// version computes it, or as versions before the file sizes did (their checkpoints can still
+    /// be resumed on the same data, and the built-in model's `model.json` still names it).
+    pub fn is_fingerprinted(&self, fingerprint: &str) -> bool {
+        fingerprint == self.info.fingerprint || fingerprint == self.legacy_fingerprint
     }
 
     /// The same data with the teachers' p(female) of each training image, in the order of
@@ -374,7 +392,7 @@ fn preflight(
             )));
         }
         let checkpoint = Checkpoint::read(&path)?;
-        same_run(&checkpoint.state, config, &data.info)?;
+        same_run(&checkpoint.state, config, data)?;
         // On a GPU the sums are the GPU's: the CPU threads do not change them.
         let threads = resolved_threads(options);
         if matches!(options.device, TrainDevice::Cpu)
@@ -407,9 +425,11 @@ fn preflight(
 }
 
 /// Refuses to resume with other settings (but the patience) or other data, naming what differs.
-fn same_run(state: &RunState, config: &TrainConfig, data: &DataInfo) -> Result<(), TrainError> {
-    let images = |d: &DataInfo| (d.fingerprint.clone(), d.train_images, d.val_images);
-    if images(&state.data) != images(data) {
+fn same_run(state: &RunState, config: &TrainConfig, data: &TrainData) -> Result<(), TrainError> {
+    let counts = |d: &DataInfo| (d.train_images, d.val_images);
+    let same = data.is_fingerprinted(&state.data.fingerprint);
+    let data = &data.info;
+    if !same || counts(&state.data) != counts(data) {
         return Err(TrainError::Resume(format!(
             "the checkpoint was trained on other data ({} + {} images, fingerprint {}); these are {} + {} images, fingerprint {}",
             state.data.train_images,

@@ -848,3 +848,23 @@ fn efficientnet_lite0_fine_tunes_from_imagenet() {
     let info = gc_train::read_info(&dir).unwrap();
     assert_eq!(info.training.model.arch(), Arch::EfficientNetLite0);
 }
+
+/// The fingerprint counts file sizes now; the built-in model's `model.json` (and a checkpoint of
+/// an earlier version) recorded it without them, and still names the same data: the full prepared
+/// set is recognised by it, other data is not.
+#[test]
+fn fingerprints_of_earlier_versions_still_name_their_data() {
+    let recorded: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/builtin/model.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let builtin = recorded["data"]["fingerprint"].as_str().unwrap();
+    let data = TrainData::from_dir(&faces().root).unwrap();
+    assert_ne!(data.info.fingerprint, builtin, "the scheme changed");
+    assert!(data.is_fingerprinted(builtin));
+    assert!(data.is_fingerprinted(&data.info.fingerprint.clone()));
+    assert!(!data.is_fingerprinted(&"0".repeat(64)));
+}

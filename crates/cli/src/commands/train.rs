@@ -237,9 +237,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         image_size: args.image_size,
         seed: args.seed,
         patience: args.patience,
-        // Absolute (links not followed), as the teachers are: --resume compares it with the
-        // checkpoint's, which a run from another folder spelt otherwise.
-        init: args.init.as_deref().map(std::path::absolute).transpose()?,
+        // Canonical: --resume compares it with the checkpoint's, which a run from another folder
+        // spelt otherwise (`..` steps included). The file has to exist to be read anyway.
+        init: args
+            .init
+            .as_deref()
+            .map(|p| {
+                p.canonicalize()
+                    .with_context(|| format!("--init {}", p.display()))
+            })
+            .transpose()?,
         balance: args.balance,
         color_jitter: args.color_jitter,
         ..TrainConfig::new(model)
