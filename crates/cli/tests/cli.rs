@@ -614,6 +614,15 @@ fn a_folder_of_detectors_gives_ultraface_unless_a_kind_is_named() {
     );
 }
 
+/// [`tiny_dataset`] of 24 real faces at `d/data` (the faces in `d/faces`).
+fn tiny_dataset_in(d: &Path) -> PathBuf {
+    std::fs::create_dir(d.join("faces")).unwrap();
+    let faces = real_faces(&d.join("faces"), 24);
+    let data = d.join("data");
+    tiny_dataset(&data, &faces);
+    data
+}
+
 /// A prepared-dataset layout (`train/` and `val/`, each with `female/` and `male/`) of real faces,
 /// sorted by the gender in their UTKFace names; about a third of each class goes to `val/`.
 fn tiny_dataset(root: &Path, faces: &[PathBuf]) {
@@ -811,10 +820,7 @@ fn settings_that_mean_nothing_are_refused() {
 fn train_with_teachers_records_them_and_checks_before_their_pass() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir(d.join("faces")).unwrap();
-    let faces = real_faces(&d.join("faces"), 24);
-    let data = d.join("data");
-    tiny_dataset(&data, &faces);
+    let data = tiny_dataset_in(d);
     // A file no model can read: the teachers leave it out, and training skips it too.
     let broken = data.join("train/female/30_1_0_20170101000000000.jpg.chip.jpg");
     std::fs::write(&broken, b"not a jpeg").unwrap();
@@ -990,10 +996,7 @@ fn train_takes_each_setting_once_and_a_weight_decay_in_range() {
 fn train_records_the_init_weights_by_their_canonical_path() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir(d.join("faces")).unwrap();
-    let faces = real_faces(&d.join("faces"), 24);
-    let data = d.join("data");
-    tiny_dataset(&data, &faces);
+    let data = tiny_dataset_in(d);
     let backbone = shared("models/backbone/efficientnet-lite0-imagenet.safetensors");
     let (folder, name) = (backbone.parent().unwrap(), backbone.file_name().unwrap());
     let out = d.join("lite0");
@@ -1036,10 +1039,7 @@ fn train_records_the_init_weights_by_their_canonical_path() {
 fn ctrl_c_stops_training_at_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir(d.join("faces")).unwrap();
-    let faces = real_faces(&d.join("faces"), 24);
-    let data = d.join("data");
-    tiny_dataset(&data, &faces);
+    let data = tiny_dataset_in(d);
     let out = d.join("model");
     let child = bin()
         .args(["train", "--data"])

@@ -712,6 +712,16 @@ impl gc_dataset::Progress for StopAfter {
 }
 
 /// Runs `opts` until `n` images are written, as a kill would leave OUT.
+/// `dir/faces` holding `n` real faces.
+fn face_folder(dir: &Path, n: usize) -> PathBuf {
+    let src = dir.join("faces");
+    std::fs::create_dir(&src).unwrap();
+    for (name, bytes) in &faces(n) {
+        std::fs::write(src.join(name), bytes).unwrap();
+    }
+    src
+}
+
 fn prepare_interrupted(opts: &PrepareOptions, n: usize) {
     let stop = StopAfter::new(n);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(opts, &stop)));
@@ -723,13 +733,8 @@ fn prepare_interrupted(opts: &PrepareOptions, n: usize) {
 /// prepared ... choose a new --out", though nothing had been finished there.
 #[test]
 fn an_unfinished_run_of_other_inputs_is_started_over_when_all_its_files_are_ours() {
-    let faces = faces(30);
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("faces");
-    std::fs::create_dir(&src).unwrap();
-    for (name, bytes) in &faces {
-        std::fs::write(src.join(name), bytes).unwrap();
-    }
+    let src = face_folder(dir.path(), 30);
     let out = dir.path().join("out");
     prepare_interrupted(&PrepareOptions::new(&src, &out), 20);
 
@@ -818,13 +823,8 @@ fn a_source_changed_between_the_passes_can_be_prepared_again() {
 /// whole first pass).
 #[test]
 fn other_settings_are_refused_before_reading_the_source() {
-    let faces = faces(3);
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("faces");
-    std::fs::create_dir(&src).unwrap();
-    for (name, bytes) in &faces {
-        std::fs::write(src.join(name), bytes).unwrap();
-    }
+    let src = face_folder(dir.path(), 3);
     let out = dir.path().join("out");
     prepare(&PrepareOptions::new(&src, &out), &NoProgress).unwrap();
     // A source with nothing to take: read first, it would say so.
@@ -927,13 +927,8 @@ fn a_plain_tar_named_tar_gz() {
 /// folders, with only a warning that it had no manifest.
 #[test]
 fn a_split_folder_of_an_unfinished_prepare_is_unfinished() {
-    let faces = faces(12);
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("faces");
-    std::fs::create_dir(&src).unwrap();
-    for (name, bytes) in &faces {
-        std::fs::write(src.join(name), bytes).unwrap();
-    }
+    let src = face_folder(dir.path(), 12);
     let out = dir.path().join("out");
     prepare_interrupted(&PrepareOptions::new(&src, &out), 5);
     let err = gc_dataset::unfinished_prepare(&out.join("test")).unwrap_err();

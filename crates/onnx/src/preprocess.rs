@@ -53,15 +53,7 @@ impl PreprocessSpec {
     fn frame_and_resize_within<'a>(&self, img: &RgbView<'a>, max_window: u64) -> Cow<'a, [u8]> {
         let (w, h) = (self.input.width, self.input.height);
         let (x0, y0, fw, fh) = frame_rect(img, self.crop);
-        let window = u64::from(fw) * u64::from(fh);
-        if window > max_window && window > u64::from(img.width) * u64::from(img.height) {
-            // A margin of up to 2 makes the window 25 times the image: sampled whole, a
-            // 50-megapixel photo classified whole took 3.75 GB a thread. The image is shrunk
-            // first so that its window holds `max_window` pixels, far more than any model's input
-            // (the resize down to the input then averages the same pixels, to within rounding).
-            let scale = (max_window as f64 / window as f64).sqrt();
-            let side = |s: u32| ((f64::from(s) * scale).round() as u32).max(1);
-            let (sw, sh) = (side(img.width), side(img.height));
+        if let Some((sw, sh)) = shrunk_size(img, (fw, fh), max_window) {
             let small = self.resize(img.pixels, (img.width, img.height), (sw, sh));
             let view = RgbView {
                 width: sw,
@@ -156,6 +148,21 @@ fn check_view(img: &RgbView<'_>, i: usize) -> Result<(), ModelError> {
 
 /// The most pixels a framed window is sampled at: 48 MB of RGB, 17 times a 1000x1000 face's.
 const MAX_WINDOW_PIXELS: u64 = 16 << 20;
+
+/// The size to shrink `img` to before framing a `window` larger than both the image and
+/// `max_window` pixels, if it is: a margin of up to 2 makes the window 25 times the image, and
+/// sampled whole, a 50-megapixel photo classified whole took 3.75 GB a thread. Shrunk, its window
+/// holds about `max_window` pixels, far more than any model's input (the resize down to the input
+/// then averages the same pixels, to within rounding).
+fn shrunk_size(img: &RgbView<'_>, window: (u32, u32), max_window: u64) -> Option<(u32, u32)> {
+    let pixels = u64::from(window.0) * u64::from(window.1);
+    if pixels <= max_window || pixels <= u64::from(img.width) * u64::from(img.height) {
+        return None;
+    }
+    let scale = (max_window as f64 / pixels as f64).sqrt();
+    let side = |s: u32| ((f64::from(s) * scale).round() as u32).max(1);
+    Some((side(img.width), side(img.height)))
+}
 
 /// The window of the image that the crop policy frames: top-left corner (outside the image for a
 /// margin) and size, never empty.
@@ -347,6 +354,19 @@ mod tests {
         assert!(worst <= 2, "differs by up to {worst} levels");
         // The edges are repeated in both: the corners take the image's corner colours.
         assert_eq!(&bounded[..3], &[0, 0, 90]);
+        // The bounded path did shrink: 600x400 to 251x167, whose window is 1 MP.
+        let (x0, y0, fw, fh) = frame_rect(&img, s.crop);
+        assert_eq!((x0, y0, fw, fh), (-1200, -800, 3000, 2000));
+        assert_eq!(shrunk_size(&img, (fw, fh), 1 << 20), Some((251, 167)));
+        assert_eq!(shrunk_size(&img, (fw, fh), u64::MAX), None);
+        // A 50 MP photo with the same margin is framed in a window of at most 16 MP.
+        let photo = RgbView {
+            width: 8660,
+            height: 5774,
+            pixels: &[],
+        };
+        let (sw, sh) = shrunk_size(&photo, (5 * 8660, 5 * 5774), MAX_WINDOW_PIXELS).unwrap();
+        assert!(u64::from(5 * sw) * u64::from(5 * sh) <= MAX_WINDOW_PIXELS + 20_000);
     }
 
     #[test]
