@@ -82,8 +82,18 @@ impl Source {
                     .sort_by_file_name();
                 let mut nothing = std::io::empty();
                 for item in walk {
-                    let item = match item {
-                        Ok(item) => item,
+                    let (path, mut file, unusable) = match item {
+                        Ok(item) if !item.file_type().is_file() => continue,
+                        Ok(item) => {
+                            let path = item.into_path();
+                            match File::open(&path) {
+                                Ok(file) => (path, Some(file), None),
+                                Err(e) => {
+                                    let why = unreadable(&path, Some(&e));
+                                    (path, None, Some(why))
+                                }
+                            }
+                        }
                         // It used to end the run.
                         Err(e) if skip_link_loop(&e) => continue,
                         Err(e) if e.depth() == 0 => return Err(walk_error(root, e)),
@@ -93,39 +103,22 @@ impl Source {
                         }
                         // One unreadable file (a dangling link, say) is a rejected row, not
                         // the end of the run.
-                        Err(e) => {
-                            let Some(path) = e.path().map(Path::to_path_buf) else {
-                                return Err(walk_error(root, e));
-                            };
-                            let inner = inner_path(root, &path);
-                            if is_litter(&inner) {
-                                continue;
+                        Err(e) => match e.path().map(Path::to_path_buf) {
+                            Some(path) => {
+                                let why = unreadable(&path, e.io_error());
+                                (path, None, Some(why))
                             }
-                            f(Entry {
-                                name: base_name(&inner).to_string(),
-                                inner_path: inner,
-                                unusable: Some(unreadable(&path, e.io_error())),
-                                disk_path: Some(path),
-                                reader: &mut nothing,
-                            })?;
-                            continue;
-                        }
+                            None => return Err(walk_error(root, e)),
+                        },
                     };
-                    if !item.file_type().is_file() {
-                        continue;
-                    }
-                    let inner = inner_path(root, item.path());
+                    let inner = inner_path(root, &path);
                     if is_litter(&inner) {
                         continue;
                     }
-                    let (mut file, unusable) = match File::open(item.path()) {
-                        Ok(file) => (Some(file), None),
-                        Err(e) => (None, Some(unreadable(item.path(), Some(&e)))),
-                    };
                     f(Entry {
                         name: base_name(&inner).to_string(),
                         inner_path: inner,
-                        disk_path: Some(item.path().to_path_buf()),
+                        disk_path: Some(path),
                         reader: match file.as_mut() {
                             Some(file) => file,
                             None => &mut nothing,
